@@ -105,7 +105,9 @@ def arch_by_name(name: str) -> Arch:
 
 def arch_for(elfclass: int, data: int, machine: int, interp: str | None = None) -> Arch | None:
     """The loader flavour an object belongs to (interp tells armel from armhf)."""
-    found = [a for a in _ARCHES if a.elfclass == elfclass and a.data == data and a.machine == machine]
+    found = [
+        a for a in _ARCHES if a.elfclass == elfclass and a.data == data and a.machine == machine
+    ]
     if interp and len(found) > 1:
         for a in found:
             if a.interpreter.rsplit("/", 1)[-1] == interp.rsplit("/", 1)[-1]:

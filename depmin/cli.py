@@ -95,8 +95,12 @@ def loader_options(func: F) -> F:
     return func
 
 
-def _settings(ld_library_path: Optional[str], isa_level: int, platform: Optional[str],
-              working_dir: Optional[str]) -> Any:  # fmt: skip
+def _settings(
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+) -> Any:
     from depmin.resolve import LoaderSettings
 
     return LoaderSettings(
@@ -129,12 +133,24 @@ def main() -> None:
 @main.command()
 @root_option
 @loader_options
-@click.option("--tree", is_flag=True, help="Show the dependency tree and the step that found each library.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (schema depmin.ldd/1).")
+@click.option(
+    "--tree", is_flag=True, help="Show the dependency tree and the step that found each library."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (schema depmin.ldd/1)."
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @handle_errors
-def ldd(root: str, ld_library_path: Optional[str], isa_level: int, platform: Optional[str],
-        working_dir: Optional[str], tree: bool, as_json: bool, files: tuple[str, ...]) -> None:  # fmt: skip
+def ldd(
+    root: str,
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+    tree: bool,
+    as_json: bool,
+    files: tuple[str, ...],
+) -> None:
     """Print the libraries FILE... would load, as ldd does, but without running anything.
 
     Paths are inside --root (absolute, or relative to the current directory when
@@ -181,3 +197,287 @@ def ldd(root: str, ld_library_path: Optional[str], isa_level: int, platform: Opt
     if as_json:
         emit_json({"schema": LDD_SCHEMA, "root": r.top, "files": out})
     sys.exit(status)
+
+
+# -- shared pieces of the package commands ---------------------------------------------------
+
+
+def tree_options(func: F) -> F:
+    """PATH arguments, --root, --exclude and the loader options, shared by the scanning commands."""
+    opts = [
+        root_option,
+        click.option(
+            "--exclude",
+            "exclude",
+            multiple=True,
+            metavar="GLOB",
+            help="Skip files whose name or path matches GLOB (repeatable), e.g. '*tkinter*'.",
+        ),
+        click.option(
+            "--allow-missing",
+            is_flag=True,
+            help="Carry on when a needed library is missing or would fail to load.",
+        ),
+    ]
+    func = loader_options(func)
+    for opt in reversed(opts):
+        func = opt(func)
+    return click.argument("paths", nargs=-1, type=click.Path())(func)
+
+
+def apt_options(func: F) -> F:
+    """Options that decide what apt keeps: baseline, extra keeps and -o overrides."""
+    opts = [
+        click.option(
+            "--baseline",
+            "baseline",
+            multiple=True,
+            metavar="FILE|WORDS",
+            help="Packages that were manual before the build dependencies came (what "
+            '`apt-mark showmanual` printed, e.g. "$savedAptMark"): a file, or package '
+            "names separated by blanks. Repeatable. Default: none (as after `apt-mark auto '.*'`).",
+        ),
+        click.option(
+            "--keep",
+            "keep_pkgs",
+            multiple=True,
+            metavar="PKG",
+            help="Always keep this package (repeatable): data packages such as ca-certificates.",
+        ),
+        click.option(
+            "-o",
+            "--option",
+            "overrides",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set an apt configuration option as `apt-get -o` does, e.g. "
+            "-o APT::AutoRemove::RecommendsImportant=false (the pipeline's setting).",
+        ),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def _baseline_words(values: tuple[str, ...]) -> list[str]:
+    import os
+
+    words: list[str] = []
+    for v in values:
+        if os.path.isfile(v):
+            with open(v, encoding="utf-8", errors="surrogateescape") as f:
+                words.extend(f.read().split())
+        else:
+            words.extend(v.split())
+    return words
+
+
+def _trees(root: Any, paths: tuple[str, ...]) -> list[str]:
+    import os
+
+    if not paths:
+        return ["/usr/local"]
+    out = []
+    for p in paths:
+        if root.is_host:
+            p = os.path.abspath(p)
+        out.append(p if p.startswith("/") else "/" + p)
+    return out
+
+
+def _warn(message: str) -> None:
+    click.echo(f"depmin: warning: {message}", err=True)
+
+
+def _report_unresolved(analysis: Any, allow: bool) -> None:
+    """Name the file, the library and where ld.so would have looked."""
+    for u in analysis.unresolved:
+        what = "not found" if u.outcome.value == "missing" else f"would fail to load ({u.problem})"
+        where = f"; searched {', '.join(u.tried)}" if u.tried else ""
+        via = "" if u.requester == u.file else f" (needed by {u.requester})"
+        click.echo(f"depmin: {u.file}: {u.name} {what}{via}{where}", err=True)
+    if analysis.unresolved and not allow:
+        from depmin.errors import UnresolvedError
+
+        raise UnresolvedError(
+            f"{len(analysis.unresolved)} needed libraries are missing or would fail to load "
+            "(use --allow-missing to carry on)"
+        )
+
+
+def _analyse(
+    root: str,
+    paths: tuple[str, ...],
+    exclude: tuple[str, ...],
+    settings: Any,
+    allow_missing: bool,
+    quiet: bool = False,
+) -> tuple[Any, Any]:
+    from depmin.api import find_needs
+    from depmin.rootfs import Root
+
+    r = Root(root)
+    analysis = find_needs(r, _trees(r, paths), exclude, settings)
+    if not quiet:
+        for s in analysis.scan.skipped:
+            if s.problem:
+                _warn(f"{s.path}: {s.reason}")
+        for e in analysis.errors:
+            _warn(e)
+    _report_unresolved(analysis, allow_missing)
+    return r, analysis
+
+
+def _emit_list(names: list[str], nul: bool) -> None:
+    if nul:
+        sys.stdout.buffer.write(
+            b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
+        )
+        sys.stdout.flush()
+    else:
+        for n in names:
+            click.echo(n)
+
+
+@main.command()
+@tree_options
+@apt_options
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="List every package that owns a needed library "
+    "(what the pipeline marks), not the minimal list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The full answer (schema depmin.keep/1).")
+@click.option("-0", "--null", "nul", is_flag=True, help="NUL-separated names, for xargs -0.")
+@handle_errors
+def keep(
+    paths: tuple[str, ...],
+    root: str,
+    exclude: tuple[str, ...],
+    allow_missing: bool,
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+    baseline: tuple[str, ...],
+    keep_pkgs: tuple[str, ...],
+    overrides: tuple[str, ...],
+    all_: bool,
+    as_json: bool,
+    nul: bool,
+) -> None:
+    """Print the packages to mark manual so the software in PATH... keeps working.
+
+    PATH defaults to /usr/local.  By default the list is minimal: only packages
+    that apt would not keep anyway (through the baseline, Essential/Important/
+    required packages, or another kept package).  --all lists every owner.
+    Exit status 1 if a needed library is missing (unless --allow-missing).
+    """
+    from depmin.api import find_requirements, load_package_state
+    from depmin.dpkg import load_dpkg_database
+
+    settings = _settings(ld_library_path, isa_level, platform, working_dir)
+    r, analysis = _analyse(root, paths, exclude, settings, allow_missing)
+    db = load_dpkg_database(r)
+    req = find_requirements(analysis, db)
+    for lib in req.unowned:
+        _warn(f"{lib}: needed library outside the scanned trees that no package owns")
+    names: list[str]
+    plan = None
+    graph = None
+    if all_:
+        names = sorted(set(req.names) | set(keep_pkgs))
+    else:
+        from depmin.plan import display_name, make_plan, required_keys
+
+        state = load_package_state(r, overrides, db=db)
+        graph = state.graph
+        keys, _missing = required_keys(graph, req.names)
+        plan = make_plan(graph, keys, _baseline_words(baseline), state.policy, keep_pkgs)
+        for name in plan.unknown:
+            _warn(f"{name}: not an installed package (ignored)")
+        names = [display_name(graph, k) for k in plan.keep]
+    if as_json:
+        from depmin.report import keep_json
+
+        emit_json(keep_json(r, analysis, req, names, plan, graph))
+    else:
+        _emit_list(names, nul)
+
+
+def _full_plan(
+    paths: tuple[str, ...],
+    root: str,
+    exclude: tuple[str, ...],
+    allow_missing: bool,
+    settings: Any,
+    baseline: tuple[str, ...],
+    keep_pkgs: tuple[str, ...],
+    overrides: tuple[str, ...],
+    quiet: bool = False,
+) -> Any:
+    """Every step up to the plan; returns a namespace with all intermediate results."""
+    from types import SimpleNamespace
+
+    from depmin.api import find_requirements, load_package_state
+    from depmin.plan import make_plan, required_keys
+
+    r, analysis = _analyse(root, paths, exclude, settings, allow_missing, quiet)
+    state = load_package_state(r, overrides)
+    req = find_requirements(analysis, state.db)
+    keys, _ = required_keys(state.graph, req.names)
+    plan = make_plan(state.graph, keys, _baseline_words(baseline), state.policy, keep_pkgs)
+    warnings = list(state.warnings)
+    warnings += [
+        f"{lib}: needed library outside the trees that no package owns" for lib in req.unowned
+    ]
+    warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
+    warnings += [
+        f"{r.package}: required but would be purged"
+        for r in plan.reasons
+        if r.package in plan.marking.garbage
+    ]
+    return SimpleNamespace(
+        root=r, analysis=analysis, state=state, req=req, plan=plan, warnings=warnings
+    )
+
+
+@main.command()
+@tree_options
+@apt_options
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable plan (schema depmin.plan/1)."
+)
+@handle_errors
+def plan(
+    paths: tuple[str, ...],
+    root: str,
+    exclude: tuple[str, ...],
+    allow_missing: bool,
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+    baseline: tuple[str, ...],
+    keep_pkgs: tuple[str, ...],
+    overrides: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Show the whole plan: what to mark, why each needed package stays, what is purged.
+
+    Nothing is changed.  The purge is apt's own autoremove rule applied to the
+    root's dpkg database and apt configuration (with -o overrides).
+    """
+    from depmin.report import plan_json, plan_text
+
+    settings = _settings(ld_library_path, isa_level, platform, working_dir)
+    p = _full_plan(
+        paths, root, exclude, allow_missing, settings, baseline, keep_pkgs, overrides, quiet=as_json
+    )
+    if as_json:
+        emit_json(plan_json(p.root, p.analysis, p.req, p.plan, p.state.graph, p.warnings))
+    else:
+        for line in plan_text(p.req, p.plan, p.state.graph, p.warnings):
+            click.echo(line)

@@ -12,6 +12,7 @@ the oracle in the tests.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Optional
@@ -42,6 +43,7 @@ _MAX_NOTES = 1 << 20
 _MAX_STRING = 1 << 16
 _MAX_INTERP = 4096
 
+_EI_NIDENT = 16
 _EHDR = {1: "HHIIIIIHHHHHH", 2: "HHIQQQIHHHHHH"}
 _EHSIZE = {1: 52, 2: 64}
 _PHENTSIZE = {1: 32, 2: 56}
@@ -122,7 +124,11 @@ class _Reader:
     def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
         self.path = path
-        self.size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            # st_size means nothing for pipes and devices, and reads may block.
+            raise ElfError(path, f"not a regular file ({_file_kind(st.st_mode)})", "unreadable")
+        self.size = st.st_size
         self.head = os.pread(fd, _HEAD, 0)
 
     def read(self, off: int, n: int, what: str) -> bytes:
@@ -137,8 +143,15 @@ class _Reader:
 
 
 def read_elf_path(path: str) -> ElfFile:
-    """Read an ELF file by host path; FIFOs and devices are refused, never opened."""
+    """Read an ELF file by host path; FIFOs, devices and directories are refused, never opened.
+
+    Opening a FIFO can block and opening a device can have side effects, hence
+    the stat first; O_NONBLOCK and the fstat in ``_Reader`` cover a swap in between.
+    """
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ElfError(path, f"not a regular file ({_file_kind(st.st_mode)})", "unreadable")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise ElfError(path, f"cannot open: {exc.strerror}", "unreadable") from None
@@ -160,6 +173,18 @@ def read_elf_fd(fd: int, path: str) -> ElfFile:
         raise ElfError(path, f"malformed ELF ({exc})", "bad-header") from None
 
 
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
 def is_elf_magic(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
@@ -169,6 +194,8 @@ def _parse(r: _Reader) -> ElfFile:
     if len(head) < 4 or head[:4] != ELF_MAGIC:
         kind = "too-short" if len(head) < 4 else "not-elf"
         raise ElfError(path, "invalid ELF header (not an ELF file)", kind)
+    if len(head) < _EI_NIDENT:
+        raise ElfError(path, "file too short for an ELF header", "too-short")
     elfclass, data = head[4], head[5]
     if elfclass not in _EHDR:
         raise ElfError(path, f"invalid ELF class {elfclass}", "bad-class")
@@ -177,21 +204,41 @@ def _parse(r: _Reader) -> ElfFile:
     if len(head) < _EHSIZE[elfclass]:
         raise ElfError(path, "file too short for an ELF header", "too-short")
     bo = "<" if data == 1 else ">"
-    (e_type, e_machine, _ver, _entry, e_phoff, e_shoff, _flags, _ehsize, e_phentsize,
-     e_phnum, e_shentsize, _shnum, _shstrndx) = struct.unpack_from(bo + _EHDR[elfclass], head, 16)  # fmt: skip
+    (
+        e_type,
+        e_machine,
+        _ver,
+        _entry,
+        e_phoff,
+        e_shoff,
+        _flags,
+        _ehsize,
+        e_phentsize,
+        e_phnum,
+        e_shentsize,
+        _shnum,
+        _shstrndx,
+    ) = struct.unpack_from(bo + _EHDR[elfclass], head, 16)
     base = dict(
-        path=path, elfclass=elfclass, data=data, osabi=head[7], abiversion=head[8],
-        type=e_type, machine=e_machine,
+        path=path,
+        elfclass=elfclass,
+        data=data,
+        osabi=head[7],
+        abiversion=head[8],
+        type=e_type,
+        machine=e_machine,
         phentsize_ok=(e_phnum == 0 or e_phentsize == _PHENTSIZE[elfclass]),
-        ident_version=head[6], version=_ver, ident_padding_zero=not any(head[9:16]),
-    )  # fmt: skip
+        ident_version=head[6],
+        version=_ver,
+        ident_padding_zero=not any(head[9:16]),
+    )
     if e_phnum == PN_XNUM:
         # The real count lives in sh_info of section header 0.
         sh_info_off = 44 if elfclass == 2 else 28
         raw = r.read(e_shoff + sh_info_off, 4, "section header 0 (PN_XNUM)")
         e_phnum = struct.unpack(bo + "I", raw)[0]
     if e_phnum == 0 or e_type not in (ET_EXEC, ET_DYN):
-        return ElfFile(**base)  # type: ignore[arg-type]
+        return ElfFile(**base)
     if e_phentsize != _PHENTSIZE[elfclass]:
         raise ElfError(path, f"bad program header entry size {e_phentsize}", "bad-header")
     if e_phnum > _MAX_PHNUM:
@@ -224,7 +271,7 @@ def _parse(r: _Reader) -> ElfFile:
         notes.extend(_parse_notes(r, bo, off, size, align))
 
     if dynamic is None:
-        return ElfFile(**base, interp=interp, notes=tuple(notes))  # type: ignore[arg-type]
+        return ElfFile(**base, interp=interp, notes=tuple(notes))
     return _parse_dynamic(r, bo, elfclass, dynamic, loads, base, interp, tuple(notes))
 
 
@@ -330,7 +377,9 @@ class _StringTable:
 
     def __init__(self, r: _Reader, off: int, limit: int) -> None:
         self.r, self.off, self.limit = r, off, limit
-        self.blob: Optional[bytes] = r.read(off, limit, "DT_STRTAB") if limit <= _MAX_STRING else None
+        self.blob: Optional[bytes] = (
+            r.read(off, limit, "DT_STRTAB") if limit <= _MAX_STRING else None
+        )
 
     def get(self, index: int) -> str:
         if index >= self.limit:
@@ -344,5 +393,7 @@ class _StringTable:
             end = chunk.find(b"\0")
             raw = chunk[:end] if end >= 0 else None
         if raw is None:
-            raise ElfError(self.r.path, f"string at offset {index} has no NUL terminator", "bad-header")
+            raise ElfError(
+                self.r.path, f"string at offset {index} has no NUL terminator", "bad-header"
+            )
         return raw.decode("utf-8", "surrogateescape")

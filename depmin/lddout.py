@@ -81,7 +81,8 @@ def tree_lines(result: LoadResult) -> list[str]:
 def _describe(result: LoadResult, req: Request) -> str:
     kind = "" if req.kind == "needed" else f" ({req.kind})"
     if req.outcome is Outcome.FOUND and req.target is not None:
-        return f"{req.name}{kind} => {result.objects[req.target].path} [{req.step.value if req.step else ''}]"
+        step = req.step.value if req.step else ""
+        return f"{req.name}{kind} => {result.objects[req.target].path} [{step}]"
     if req.outcome is Outcome.LOADED and req.target is not None:
         return f"{req.name}{kind} => {result.objects[req.target].path} [already loaded]"
     if req.outcome is Outcome.FAILED:

@@ -107,12 +107,27 @@ def analyse(scan: ScanResult, resolver: Resolver) -> Analysis:
         for req in res.requests:
             if req.outcome in (Outcome.MISSING, Outcome.FAILED):
                 unresolved.append(
-                    Unresolved(res.main, res.objects[req.requester].path, req.name, req.outcome,
-                               req.problem, req.tried, req.path)
-                )  # fmt: skip
+                    Unresolved(
+                        res.main,
+                        res.objects[req.requester].path,
+                        req.name,
+                        req.outcome,
+                        req.problem,
+                        req.tried,
+                        req.path,
+                    )
+                )
     libraries = tuple(
-        NeededLibrary(path_of[real], real, tuple(names_of[real]), tuple(users_of[real]),
-                      scan.in_trees(real), real in interps)
+        NeededLibrary(
+            path_of[real],
+            real,
+            tuple(names_of[real]),
+            tuple(users_of[real]),
+            scan.in_trees(real),
+            real in interps,
+        )
         for real in sorted(path_of)
-    )  # fmt: skip
-    return Analysis(scan, roots, tuple(sorted(nonroots)), libraries, tuple(unresolved), tuple(errors))
+    )
+    return Analysis(
+        scan, roots, tuple(sorted(nonroots)), libraries, tuple(unresolved), tuple(errors)
+    )

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 from depmin.arch import Arch, arch_for
 from depmin.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
@@ -128,7 +129,9 @@ class LoadResult:
         library without dependencies).
         """
         return tuple(
-            o for o in self.objects[1:] if o.step is not Step.INTERPRETER or self.interpreter_referenced
+            o
+            for o in self.objects[1:]
+            if o.step is not Step.INTERPRETER or self.interpreter_referenced
         )
 
     @property
@@ -136,9 +139,10 @@ class LoadResult:
         """Every file the process needs: the libraries, plus the PT_INTERP the kernel opens."""
         main = self.objects[0]
         return tuple(
-            o for o in self.objects[1:]
+            o
+            for o in self.objects[1:]
             if o.step is not Step.INTERPRETER or self.interpreter_referenced or main.elf.interp
-        )  # fmt: skip
+        )
 
 
 # -- candidate verification (open_verify) -----------------------------------------------
@@ -182,9 +186,7 @@ def verify_header(elf: ElfFile, arch: Arch) -> tuple[str, Optional[str]]:
     return "ok", None
 
 
-def expand_dst(
-    text: str, origin: Optional[str], lib: str, platform: str
-) -> Optional[str]:
+def expand_dst(text: str, origin: Optional[str], lib: str, platform: str) -> Optional[str]:
     """Substitute $ORIGIN, $LIB, $PLATFORM (or ${...}); None if a token has no value.
 
     Only those three names are tokens; ``$NAME`` must not run on into
@@ -456,16 +458,23 @@ class _Load:
 
     def _result(self, static: bool = False) -> LoadResult:
         objs = tuple(
-            LoadedObject(o.index, o.path, o.realpath, tuple(self.names[o.index]), o.loader, o.step, o.elf)
+            LoadedObject(
+                o.index, o.path, o.realpath, tuple(self.names[o.index]), o.loader, o.step, o.elf
+            )
             for o in self.objects
         )
         referenced = any(
             r.target is not None and objs[r.target].step is Step.INTERPRETER for r in self.requests
         )
         return LoadResult(
-            self.main_path, objs, tuple(self.requests), self.arch, static, tuple(self.notes),
+            self.main_path,
+            objs,
+            tuple(self.requests),
+            self.arch,
+            static,
+            tuple(self.notes),
             referenced,
-        )  # fmt: skip
+        )
 
     def _add(
         self,
@@ -495,10 +504,16 @@ class _Load:
         cand = self.res._candidate(interp, self.arch)
         if cand.verdict != "ok" or cand.elf is None or cand.ident is None:
             self.requests.append(
-                Request(0, interp, "interpreter", Outcome.FAILED if cand.verdict == "fail"
-                        else Outcome.MISSING, tried=(interp,), problem=cand.problem or "interpreter not found",
-                        path=cand.realpath)
-            )  # fmt: skip
+                Request(
+                    0,
+                    interp,
+                    "interpreter",
+                    Outcome.FAILED if cand.verdict == "fail" else Outcome.MISSING,
+                    tried=(interp,),
+                    problem=cand.problem or "interpreter not found",
+                    path=cand.realpath,
+                )
+            )
             return
         if cand.ident in self.by_ident:  # the main object is the interpreter itself
             self._alias(self.by_ident[cand.ident], interp)
@@ -519,8 +534,12 @@ class _Load:
         return os.path.dirname(base) or "/"
 
     def _expand(self, text: str, idx: int) -> Optional[str]:
-        return expand_dst(text, self._origin(idx) if "$" in text else None,
-                          self.arch.lib, self.res._platform(self.arch))  # fmt: skip
+        return expand_dst(
+            text,
+            self._origin(idx) if "$" in text else None,
+            self.arch.lib,
+            self.res._platform(self.arch),
+        )
 
     def _request(self, requester: int, name: str, kind: str) -> Optional[int]:
         """Resolve one request; return the object index that satisfies it, if any."""
@@ -529,7 +548,9 @@ class _Load:
             return self._unresolved(requester, name, kind, (), "dynamic string token has no value")
         hit = self.by_name.get(expanded)
         if hit is not None:
-            self.requests.append(Request(requester, name, kind, Outcome.LOADED, Step.ALREADY_LOADED, hit))
+            self.requests.append(
+                Request(requester, name, kind, Outcome.LOADED, Step.ALREADY_LOADED, hit)
+            )
             return hit
         if "/" in expanded:
             path = expanded
@@ -537,7 +558,9 @@ class _Load:
                 wd = self.res.settings.working_dir
                 if wd is None:
                     self.notes.append(f"{name}: relative path and unknown working directory")
-                    return self._unresolved(requester, name, kind, (path,), "unknown working directory")
+                    return self._unresolved(
+                        requester, name, kind, (path,), "unknown working directory"
+                    )
                 path = os.path.normpath(os.path.join(wd, path))
             return self._try(requester, name, expanded, kind, [(Step.DIRECT_PATH, path)])
         return self._try(requester, name, expanded, kind, self._search(expanded, requester))
@@ -558,9 +581,18 @@ class _Load:
                 continue
             if cand.verdict == "fail":
                 self.requests.append(
-                    Request(requester, name, kind, Outcome.FAILED, step, None, tuple(tried),
-                            cand.problem, cand.realpath)
-                )  # fmt: skip
+                    Request(
+                        requester,
+                        name,
+                        kind,
+                        Outcome.FAILED,
+                        step,
+                        None,
+                        tuple(tried),
+                        cand.problem,
+                        cand.realpath,
+                    )
+                )
                 return None
             assert cand.ident is not None and cand.elf is not None and cand.realpath is not None
             same = self.by_ident.get(cand.ident)
@@ -571,13 +603,16 @@ class _Load:
                 )
                 return same
             idx = self._add(path, cand.realpath, cand.ident, cand.elf, requester, step, expanded)
-            self.requests.append(Request(requester, name, kind, Outcome.FOUND, step, idx, tuple(tried)))
+            self.requests.append(
+                Request(requester, name, kind, Outcome.FOUND, step, idx, tuple(tried))
+            )
             return idx
         return self._unresolved(requester, name, kind, tuple(tried), None)
 
     def _unresolved(
         self, requester: int, name: str, kind: str, tried: tuple[str, ...], problem: Optional[str]
-    ) -> None:
+    ) -> Optional[int]:
+        """Record a request nothing satisfies; returns None for the caller to pass on."""
         outcome = Outcome.IGNORED if kind in ("preload", "auxiliary") else Outcome.MISSING
         self.requests.append(Request(requester, name, kind, outcome, None, None, tried, problem))
         return None

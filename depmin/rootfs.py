@@ -127,9 +127,11 @@ class Root:
         hp = self.host(resolved)
         st = os.lstat(hp)
         if not stat.S_ISREG(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, "not a regular file", hp) if stat.S_ISDIR(
-                st.st_mode
-            ) else OSError(errno.EINVAL, "not a regular file", hp)
+            raise (
+                IsADirectoryError(errno.EISDIR, "not a regular file", hp)
+                if stat.S_ISDIR(st.st_mode)
+                else OSError(errno.EINVAL, "not a regular file", hp)
+            )
         fd = os.open(hp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):

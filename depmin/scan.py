@@ -13,8 +13,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Optional
 
 from depmin.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.errors import ElfError, RootError
@@ -95,7 +96,9 @@ def _walk(root: Root, top: str, skipped: list[Skipped]) -> Iterator[tuple[str, s
             try:
                 if e.is_dir(follow_symlinks=False):
                     if e.stat(follow_symlinks=False).st_dev != dev:
-                        skipped.append(Skipped(rel, "another file system is mounted here; not scanned"))
+                        skipped.append(
+                            Skipped(rel, "another file system is mounted here; not scanned")
+                        )
                         continue
                     subdirs.append(rel)
                 elif e.is_file(follow_symlinks=False):
@@ -163,7 +166,9 @@ def _classify(
             if elf.type in (ET_EXEC, ET_DYN):
                 objects.append(elf)
             else:
-                kind = {1: "relocatable object (ET_REL)", 4: "core file"}.get(elf.type, f"ELF type {elf.type}")
+                kind = {1: "relocatable object (ET_REL)", 4: "core file"}.get(
+                    elf.type, f"ELF type {elf.type}"
+                )
                 skipped.append(Skipped(rel, f"{kind}: the loader cannot load it"))
         else:
             she = parse_shebang(head)

@@ -49,7 +49,9 @@ def _compare(files: list[str]) -> tuple[int, list[str]]:
         if "not a dynamic executable" in raw or "statically linked" in raw:
             expected = set()
         if got != expected:
-            mismatches.append(f"{path}: depmin-only {sorted(got - expected)}, ldd-only {sorted(expected - got)}")
+            mismatches.append(
+                f"{path}: depmin-only {sorted(got - expected)}, ldd-only {sorted(expected - got)}"
+            )
     return len(files), mismatches
 
 

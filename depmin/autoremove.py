@@ -1,0 +1,99 @@
+"""apt's autoremove as a pure function: given the manual set, what is kept and what is garbage.
+
+``pkgDepCache::MarkAndSweep`` (apt.md §1): mark everything reachable from the
+roots (manual packages and the intrinsic roots) over the followed edges, then
+every installed package that is unmarked and not ``Priority: required`` is
+garbage.  One pass is complete.  Each kept package remembers how it was reached,
+so ``depmin why`` can show the chain apt would follow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Optional
+
+from depmin.pkggraph import Edge, PackageGraph, Policy
+
+MANUAL = "Manual-Installed"
+
+
+@dataclass(frozen=True)
+class Marking:
+    """The outcome of one mark-and-sweep."""
+
+    kept: dict[str, Optional[Edge]]  # key -> edge it was first reached by (None for a root)
+    reasons: dict[str, str]  # root key -> reason (Manual-Installed, Essential, ...)
+    garbage: frozenset[str]
+
+    def chain(self, key: str) -> list[Edge]:
+        """Edges from a root down to ``key`` (empty for a root or a garbage package)."""
+        out: list[Edge] = []
+        seen: set[str] = set()
+        edge = self.kept.get(key)
+        while edge is not None and edge.source not in seen:
+            out.append(edge)
+            seen.add(edge.source)
+            edge = self.kept.get(edge.source)
+        out.reverse()
+        return out
+
+
+def reach(graph: PackageGraph, roots: Iterable[str], policy: Policy) -> dict[str, Optional[Edge]]:
+    """Breadth-first closure from ``roots``: each reached key with the edge that reached it."""
+    found: dict[str, Optional[Edge]] = {}
+    queue: deque[str] = deque()
+    for r in roots:
+        if r in graph.nodes and r not in found:
+            found[r] = None
+            queue.append(r)
+    while queue:
+        key = queue.popleft()
+        for edge in graph.out_edges(key, policy):
+            if edge.target not in found:
+                found[edge.target] = edge
+                queue.append(edge.target)
+    return found
+
+
+def mark_and_sweep(graph: PackageGraph, manual: Iterable[str], policy: Policy) -> Marking:
+    """apt's verdict for a manual set (node keys)."""
+    reasons = {k: MANUAL for k in manual if k in graph.nodes}
+    for k, why in graph.intrinsic_roots(policy).items():
+        reasons.setdefault(k, why)
+    kept = reach(graph, reasons, policy)
+    garbage = frozenset(
+        k for k, n in graph.nodes.items() if k not in kept and n.priority != "required"
+    )
+    return Marking(kept, reasons, garbage)
+
+
+def read_auto_marks(text: str, graph: PackageGraph) -> frozenset[str]:
+    """Node keys marked auto by an ``extended_states`` file (apt.md §6).
+
+    A stanza without Architecture applies to every architecture of that name;
+    unknown packages are ignored; ``Auto-Installed`` > 0 means auto.
+    """
+    from depmin.deb822 import iter_stanzas
+
+    auto: set[str] = set()
+    for st in iter_stanzas(text, "extended_states"):
+        name = st.get("Package")
+        if not name:
+            continue
+        try:
+            flag = int(st.get("Auto-Installed", "0").strip())
+        except ValueError:
+            flag = 0
+        if flag <= 0:
+            continue
+        arch = st.get("Architecture")
+        for key, node in graph.nodes.items():
+            if node.name == name and (
+                arch is None
+                or node.arch == arch
+                or (node.arch == "all" and arch == graph.native_arch)
+            ):
+                auto.add(key)
+    return frozenset(auto)

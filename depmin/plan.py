@@ -1,0 +1,150 @@
+"""The minimal ``apt-mark manual`` list, and what ``apt-get purge --auto-remove`` will then do.
+
+apt.md §7: Kept(M) = Reach(R0 ∪ M) ∪ {Priority: required} is union-distributive,
+so Reach(R0 ∪ B ∪ T) is the unique smallest kept set that keeps every required
+package T on top of the baseline B, and the fewest marks that reach it are: the
+targets not already kept by the roots or the baseline, minus those reachable
+from another target, one per cycle.  That is the source components of the
+condensation of the followed edges restricted to H = Reach(T') \\ Kept(B).
+(Minimising |M| without fixing the kept set would be set cover, and would keep
+extra packages such as a metapackage; depmin never does that.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Optional
+
+from depmin.autoremove import Marking, mark_and_sweep, reach
+from depmin.pkggraph import Edge, PackageGraph, Policy
+
+
+@dataclass(frozen=True)
+class KeepReason:
+    """Why a required package survives the purge."""
+
+    package: str  # node key
+    how: str  # "keep-list", "baseline", an intrinsic root reason, or "dependency"
+    chain: tuple[Edge, ...]  # from the root that keeps it down to the package
+
+
+@dataclass(frozen=True)
+class Plan:
+    required: tuple[str, ...]  # node keys of packages the trees need
+    baseline: tuple[str, ...]  # node keys kept manual from before the build
+    keep: tuple[str, ...]  # the minimal list (node keys), sorted
+    marking: Marking  # apt's verdict with baseline + keep manual
+    reasons: tuple[KeepReason, ...]  # one per required package
+    purged: tuple[str, ...]  # node keys apt would purge, sorted
+    freed_kib: int  # Installed-Size of the purged packages
+    unknown: tuple[str, ...]  # names given (baseline, --keep) that are not installed
+    policy: Policy
+
+    @property
+    def kept(self) -> frozenset[str]:
+        return frozenset(self.marking.kept)
+
+
+def minimal_keep(
+    graph: PackageGraph, required: Iterable[str], baseline: Iterable[str], policy: Policy
+) -> tuple[str, ...]:
+    """The fewest targets to mark manual so that apt keeps every required package."""
+    import networkx as nx
+
+    base = set(baseline)
+    roots = set(graph.intrinsic_roots(policy)) | base
+    kept_base = set(reach(graph, roots, policy))
+    kept_base |= {k for k, n in graph.nodes.items() if n.priority == "required"}
+    targets = {t for t in required if t in graph.nodes and t not in kept_base}
+    if not targets:
+        return ()
+    hull = set(reach(graph, targets, policy)) - kept_base
+    g = nx.DiGraph()
+    g.add_nodes_from(hull)
+    for key in hull:
+        for e in graph.out_edges(key, policy):
+            if e.target in hull and e.target != key:
+                g.add_edge(key, e.target)
+    cond = nx.condensation(g)
+    keep: list[str] = []
+    for comp in cond.nodes:
+        if cond.in_degree(comp) == 0:
+            members = cond.nodes[comp]["members"]
+            # Every source component holds a target; prefer one, then the smallest name.
+            keep.append(min(members, key=lambda k: (k not in targets, k)))
+    return tuple(sorted(keep))
+
+
+def make_plan(
+    graph: PackageGraph,
+    required: Iterable[str],
+    baseline_names: Iterable[str],
+    policy: Policy,
+    extra_keep: Iterable[str] = (),
+) -> Plan:
+    """Baseline names are what ``apt-mark showmanual`` printed; ``extra_keep`` are --keep names."""
+    unknown: list[str] = []
+    baseline: list[str] = []
+    for name in baseline_names:
+        key = graph.lookup(name)
+        if key is None:
+            unknown.append(name)
+        elif key not in baseline:
+            baseline.append(key)
+    req = [k for k in required if k in graph.nodes]
+    for name in extra_keep:
+        key = graph.lookup(name)
+        if key is None:
+            unknown.append(name)
+        elif key not in req:
+            req.append(key)
+    keep = minimal_keep(graph, req, baseline, policy)
+    marking = mark_and_sweep(graph, list(baseline) + list(keep), policy)
+    reasons = []
+    keep_set, base_set = set(keep), set(baseline)
+    for key in sorted(set(req)):
+        chain = tuple(marking.chain(key))
+        top = chain[0].source if chain else key
+        if key in keep_set:
+            how = "keep-list"
+        elif not chain and key in base_set:
+            how = "baseline"
+        elif top in keep_set and chain:
+            how = "dependency"
+        elif top in base_set:
+            how = "baseline"
+        else:
+            how = marking.reasons.get(top, "Required" if key in marking.kept else "purged")
+        reasons.append(KeepReason(key, how, chain))
+    purged = tuple(sorted(marking.garbage))
+    freed = sum(graph.nodes[k].installed_size for k in purged)
+    return Plan(
+        tuple(sorted(set(req))),
+        tuple(baseline),
+        keep,
+        marking,
+        tuple(reasons),
+        purged,
+        freed,
+        tuple(unknown),
+        policy,
+    )
+
+
+def display_name(graph: PackageGraph, key: str) -> str:
+    """Bare name unless another architecture of it is installed (qualify only where needed)."""
+    return graph.display_name(key)
+
+
+def required_keys(graph: PackageGraph, owner_names: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Node keys for owner names as the dpkg database gives them; and names not installed."""
+    keys: list[str] = []
+    missing: list[str] = []
+    for name in owner_names:
+        key: Optional[str] = graph.lookup(name)
+        if key is None:
+            missing.append(name)
+        elif key not in keys:
+            keys.append(key)
+    return keys, missing
