@@ -481,3 +481,207 @@ def plan(
     else:
         for line in plan_text(p.req, p.plan, p.state.graph, p.warnings):
             click.echo(line)
+
+
+@main.command()
+@click.argument("target")
+@tree_options
+@apt_options
+@handle_errors
+def why(
+    target: str,
+    paths: tuple[str, ...],
+    root: str,
+    exclude: tuple[str, ...],
+    allow_missing: bool,
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+    baseline: tuple[str, ...],
+    keep_pkgs: tuple[str, ...],
+    overrides: tuple[str, ...],
+) -> None:
+    """Explain TARGET: a package, a library (soname or path) or a scanned file.
+
+    Shows the files that need it, the library that makes its package needed,
+    and the chain of relations apt follows to keep it, or why it would be
+    purged (and which apt option drops the relation that would keep it).
+    """
+    from depmin.why import explain
+
+    settings = _settings(ld_library_path, isa_level, platform, working_dir)
+    p = _full_plan(paths, root, exclude, True, settings, baseline, keep_pkgs, overrides, quiet=True)
+    for line in explain(target, p.analysis, p.req, p.state.graph, p.plan):
+        click.echo(line)
+    for w in p.warnings:
+        _warn(w)
+
+
+@main.command()
+@tree_options
+@apt_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "graphml", "json"]),
+    default="dot",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--all-packages",
+    is_flag=True,
+    help="Include every installed package, not only those around the needed ones.",
+)
+@handle_errors
+def graph(
+    paths: tuple[str, ...],
+    root: str,
+    exclude: tuple[str, ...],
+    allow_missing: bool,
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+    baseline: tuple[str, ...],
+    keep_pkgs: tuple[str, ...],
+    overrides: tuple[str, ...],
+    fmt: str,
+    all_packages: bool,
+) -> None:
+    """Print the graph files → libraries → packages → package relations.
+
+    Nodes carry what the plan decided (keep, baseline, required, purged); package
+    edges say whether apt follows them under the current settings.
+    """
+    from depmin.graph import build_graph, dumps_json, to_dot, to_graphml
+
+    settings = _settings(ld_library_path, isa_level, platform, working_dir)
+    p = _full_plan(paths, root, exclude, True, settings, baseline, keep_pkgs, overrides, quiet=True)
+    g = build_graph(p.analysis, p.req, p.state.graph, p.plan, all_packages)
+    text = {"dot": to_dot, "graphml": to_graphml, "json": dumps_json}[fmt](g)
+    click.echo(text, nl=not text.endswith("\n"))
+
+
+@main.command()
+@root_option
+@click.option("--json", "as_json", is_flag=True, help="JSON list (schema depmin.snapshot/1).")
+@click.option("-0", "--null", "nul", is_flag=True, help="NUL-separated names.")
+@handle_errors
+def snapshot(root: str, as_json: bool, nul: bool) -> None:
+    """Print today's manual packages, to pass later as --baseline.
+
+    The same set `apt-mark showmanual` prints, read from the root's files.
+    Save it before installing build dependencies.
+    """
+    from depmin.aptstate import manual_set
+    from depmin.dpkg import load_dpkg_database
+    from depmin.pkggraph import build_package_graph
+    from depmin.rootfs import Root
+
+    r = Root(root)
+    g = build_package_graph(load_dpkg_database(r))
+    names = manual_set(r, g)
+    if as_json:
+        emit_json({"schema": "depmin.snapshot/1", "root": r.top, "manual": names})
+    else:
+        _emit_list(names, nul)
+
+
+@main.command()
+@tree_options
+@apt_options
+@click.option(
+    "--purge",
+    "do_purge",
+    is_flag=True,
+    help="Then run apt-get purge -y --auto-remove with the same settings.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Change nothing: show the marks and what apt-get -s says it would purge.",
+)
+@click.option(
+    "--check-with-apt",
+    is_flag=True,
+    help="Also verify the plan with python-apt in memory (needs python3-apt).",
+)
+@handle_errors
+def apply(
+    paths: tuple[str, ...],
+    root: str,
+    exclude: tuple[str, ...],
+    allow_missing: bool,
+    ld_library_path: Optional[str],
+    isa_level: int,
+    platform: Optional[str],
+    working_dir: Optional[str],
+    baseline: tuple[str, ...],
+    keep_pkgs: tuple[str, ...],
+    overrides: tuple[str, ...],
+    do_purge: bool,
+    dry_run: bool,
+    check_with_apt: bool,
+) -> None:
+    """Mark the plan in apt (all auto, then baseline and keep manual), optionally purge.
+
+    Everything is computed and checked first: missing libraries, privileges, the
+    dpkg lock, and apt's own simulation of the purge, which must purge exactly
+    what depmin planned.  If anything fails before marking, nothing has changed;
+    if marking fails, the previous marks are restored.
+    """
+    import os
+
+    from depmin import aptstate
+    from depmin.errors import AptError, CheckError
+
+    settings = _settings(ld_library_path, isa_level, platform, working_dir)
+    p = _full_plan(paths, root, exclude, allow_missing, settings, baseline, keep_pkgs, overrides)
+    g, plan = p.state.graph, p.plan
+    for w in p.warnings:
+        _warn(w)
+    lost = [g.display_name(k) for k in plan.required if k in plan.marking.garbage]
+    if lost:
+        raise CheckError("required packages would be purged: " + " ".join(lost))
+    manual = [g.nodes[k].apt_name for k in list(plan.baseline) + list(plan.keep)]
+    sim = aptstate.simulate_purge(p.root, g, list(plan.baseline) + list(plan.keep), overrides)
+    model = sorted(aptstate.apt_print_name(g, k) for k in plan.purged)
+    if sorted(sim.purged) != model:
+        only_apt = sorted(set(sim.purged) - set(model))
+        only_model = sorted(set(model) - set(sim.purged))
+        raise CheckError(
+            f"apt-get -s disagrees with the plan: apt only {only_apt}, depmin only {only_model}"
+        )
+    if check_with_apt:
+        from depmin.aptbridge import garbage_with_apt
+
+        got = garbage_with_apt(p.root, manual, overrides, g.native_arch)
+        norm = sorted(aptstate.normalise_apt_name(g, n) for n in got)
+        if norm != model:
+            raise CheckError("python-apt disagrees with the plan")
+        click.echo("python-apt agrees with the plan", err=True)
+    if dry_run:
+        click.echo("Would run: apt-mark auto <all " + str(len(g.nodes)) + " installed packages>")
+        if manual:
+            click.echo("Would run: apt-mark manual " + " ".join(sorted(manual)))
+        verb = "Would purge" if do_purge else "apt-get purge --auto-remove would then purge"
+        click.echo(f"{verb} ({len(sim.purged)}, as apt-get -s prints them):")
+        for name in sim.purged:
+            click.echo(f"  {name}")
+        return
+    if os.geteuid() != 0:
+        raise AptError("changing apt's marks needs root (use --dry-run to see the plan)")
+    holder = aptstate.lock_holder(p.root)
+    if holder:
+        raise AptError(f"the dpkg lock is held ({holder}); nothing was changed")
+    aptstate.apply_marks(p.root, g, manual)
+    click.echo(f"marked {len(manual)} packages manual, every other package auto", err=True)
+    if do_purge:
+        proc = aptstate.purge(p.root, overrides)
+        sys.stdout.write(proc.stdout)
+        if proc.returncode != 0:
+            raise AptError(
+                f"apt-get purge failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
+            )

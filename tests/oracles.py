@@ -93,14 +93,12 @@ def chroot_trace(
     """ld.so's own answer for ``path`` inside ``root``, or None when chroot is not permitted.
 
     A Python child chroots (so the kernel, not depmin, resolves every link inside
-    the root), then runs ``ld.so --list path`` (what ldd does) or, with ``direct``,
-    the program itself under LD_TRACE_LOADED_OBJECTS=1; printed paths are made
+    the root), then runs ``ld.so path`` under LD_TRACE_LOADED_OBJECTS=1 (what ldd
+    does) or, with ``direct``, the program itself; printed paths are made
     canonical inside the root too.  The root must hold the loader and libc.
     """
-    full_env = dict(_ENV, **(env or {}))
-    argv = [path] if direct else [LDSO, "--list", path]
-    if direct:
-        full_env["LD_TRACE_LOADED_OBJECTS"] = "1"
+    full_env = dict(_ENV, LD_TRACE_LOADED_OBJECTS="1", **(env or {}))
+    argv = [path] if direct else [LDSO, path]  # ldd's own call; --list would stop at a miss
     p = subprocess.run(
         [sys.executable, "-c", _CHROOT_TRACE, root, json.dumps(full_env), *argv],
         capture_output=True,

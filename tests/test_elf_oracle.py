@@ -32,6 +32,7 @@ from elftools.elf.enums import (
     ENUM_EI_OSABI,
     ENUM_NOTE_N_TYPE,
 )
+from elftools.elf.segments import NoteSegment
 
 from depmin.elf import ElfFile, read_elf_fd, read_elf_path
 from depmin.errors import ElfError
@@ -120,7 +121,7 @@ def theirs(stream: IO[bytes]) -> Fields:
             interp = parse_cstring_from_stream(stream, seg["p_offset"])
         elif kind == "PT_DYNAMIC" and dynamic is None:
             dynamic = seg
-        elif kind == "PT_NOTE":
+        elif isinstance(seg, NoteSegment):
             for note in seg.iter_notes():
                 owner = (note["n_name"] or "").encode("latin-1")
                 notes.append((owner, _num(note["n_type"], _NOTE_TYPES), bytes(note["n_descdata"])))
@@ -313,9 +314,7 @@ def swap_words(desc: bytes) -> bytes:
 
 def swapped_notes(fields: Fields) -> Fields:
     """What ``to_big_endian`` does to the notes of ``fields``, and the data byte."""
-    notes = tuple(
-        (o, t, swap_words(d) if (o, t) == (b"GNU", 5) else d) for o, t, d in fields.notes
-    )
+    notes = tuple((o, t, swap_words(d) if (o, t) == (b"GNU", 5) else d) for o, t, d in fields.notes)
     return replace(fields, data=2, notes=notes)
 
 
@@ -396,9 +395,10 @@ def build(spec: Spec) -> bytes:
         phdrs = phdrs[:phent] + ph(6, off_ph, nph * phent, 8) + phdrs[2 * phent :]  # PT_PHDR
     ident = b"\x7fELF" + bytes([spec.elfclass, spec.data, 1, 3, 0]) + bytes(7)
     efmt = bo + ("HHIQQQIHHHHHH" if c64 else "HHIIIIIHHHHHH")
-    ehdr = ident + struct.pack(efmt, 3, 62 if c64 else 3, 1, 0, off_ph,
-                               off_sh if spec.xnum else 0, 0, ehsize, phent,
-                               0xFFFF if spec.xnum else nph, shent, 1 if spec.xnum else 0, 0)  # fmt: skip
+    shoff, phnum, shnum = (off_sh, 0xFFFF, 1) if spec.xnum else (0, nph, 0)
+    machine = 62 if c64 else 3
+    ehdr = ident + struct.pack(efmt, 3, machine, 1, 0, off_ph, shoff, 0, ehsize, phent, phnum,
+                               shent, shnum, 0)  # fmt: skip
     out = bytearray(ehdr + phdrs + interp + strtab)
     out += bytes(off_notes - len(out)) + notes + dyn
     if spec.xnum:

@@ -1,0 +1,202 @@
+"""apt's marks of a root, and changing them all-or-nothing (``depmin snapshot`` and ``apply``).
+
+Reading is pure file parsing.  Changing goes through apt's own tools
+(``apt-mark``, ``apt-get``), inside ``chroot`` for a root other than '/', after
+every check has passed: privileges, the dpkg lock, the plan itself.  The marks
+file is saved first and put back byte for byte if any step of the marking
+fails, so apt's state is never left half-changed.  /proc is mounted into a root
+only for the purge (maintainer scripts need it) and unmounted right after.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+from depmin.autoremove import read_auto_marks
+from depmin.errors import AptError
+from depmin.pkggraph import PackageGraph
+from depmin.rootfs import Root
+
+EXTENDED_STATES = "/var/lib/apt/extended_states"
+_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
+
+
+def manual_set(root: Root, graph: PackageGraph, path: str = EXTENDED_STATES) -> list[str]:
+    """Installed packages not marked auto: what ``apt-mark showmanual`` prints."""
+    text = root.read_text(path) or ""
+    auto = read_auto_marks(text, graph)
+    return sorted({graph.nodes[k].apt_name for k in graph.nodes if k not in auto})
+
+
+def auto_marks_text(graph: PackageGraph, manual: Iterable[str]) -> str:
+    """An extended_states file with every installed package auto except ``manual`` (keys)."""
+    keep = set(manual)
+    out = []
+    for key in sorted(graph.nodes):
+        if key in keep:
+            continue
+        n = graph.nodes[key]
+        arch = graph.native_arch if n.arch == "all" else n.arch
+        out.append(f"Package: {n.name}\nArchitecture: {arch}\nAuto-Installed: 1\n")
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    purged: tuple[str, ...]  # name:arch as apt prints them
+    output: str
+
+
+def _apt_env(root: Root, graph: PackageGraph) -> tuple[dict[str, str], Optional[str]]:
+    from depmin.aptbridge import isolated_apt_config
+
+    env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
+    env["LC_ALL"] = "C"
+    if root.is_host:
+        return env, None
+    fd, conf = tempfile.mkstemp(prefix="depmin-apt-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write(isolated_apt_config(root, graph.native_arch))
+    env["APT_CONFIG"] = conf
+    return env, conf
+
+
+def simulate_purge(
+    root: Root, graph: PackageGraph, manual: Iterable[str], overrides: Sequence[str]
+) -> Simulation:
+    """``apt-get -s purge --auto-remove`` with the marks applied to a scratch copy.
+
+    The scratch extended_states is a temporary file; the root's own is never written.
+    Needs no privileges and takes no lock (apt.md §8.1).
+    """
+    env, conf = _apt_env(root, graph)
+    fd, marks = tempfile.mkstemp(prefix="depmin-extended-states-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(auto_marks_text(graph, manual))
+        cmd = ["apt-get", "-s", "-o", f"Dir::State::extended_states={marks}"]
+        for o in overrides:
+            cmd += ["-o", o]
+        cmd += ["purge", "--auto-remove"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        os.unlink(marks)
+        if conf:
+            os.unlink(conf)
+    if proc.returncode != 0:
+        raise AptError(f"apt-get -s failed: {proc.stderr.strip()}")
+    purged = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("Purg ")]
+    return Simulation(tuple(sorted(purged)), proc.stdout)
+
+
+def apt_print_name(graph: PackageGraph, key: str) -> str:
+    """How apt prints a package: bare for the native architecture (and all), else name:arch."""
+    n = graph.nodes[key]
+    return n.name if n.arch in (graph.native_arch, "all") else f"{n.name}:{n.arch}"
+
+
+def normalise_apt_name(graph: PackageGraph, name: str) -> str:
+    """apt's ``name:arch`` (python-apt) or bare name (apt-get) in apt_print_name's form."""
+    base, _, arch = name.partition(":")
+    return base if arch in ("", graph.native_arch, "all") else name
+
+
+def lock_holder(root: Root) -> Optional[str]:
+    """The dpkg lock file that another process holds, or None.
+
+    Taking and releasing the lock at once is the only portable test; apt-mark
+    and apt-get take it themselves right after.
+    """
+    for lock in _LOCKS:
+        real = root.resolve(lock)
+        if real is None:
+            continue
+        try:
+            fd = os.open(root.host(real), os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return f"{lock} (cannot open: {exc.strerror})"
+            continue
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+        except OSError:
+            return lock
+        finally:
+            os.close(fd)
+    return None
+
+
+def _run(root: Root, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    cmd = argv if root.is_host else ["chroot", root.top] + argv
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+
+def apply_marks(root: Root, graph: PackageGraph, manual_names: Sequence[str]) -> None:
+    """Mark every installed package auto, then ``manual_names`` manual; restore on failure."""
+    env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
+    env["LC_ALL"] = "C"
+    states = root.resolve(EXTENDED_STATES)
+    backup: Optional[bytes] = None
+    if states is not None:
+        with open(root.host(states), "rb") as f:
+            backup = f.read()
+    names = sorted({n.apt_name for n in graph.nodes.values()})
+    steps = [["apt-mark", "auto", *names]]
+    if manual_names:
+        steps.append(["apt-mark", "manual", *manual_names])
+    for argv in steps:
+        proc = _run(root, argv, env)
+        if proc.returncode != 0:
+            _restore(root, backup)
+            raise AptError(
+                f"{' '.join(argv[:2])} failed (exit {proc.returncode}): "
+                f"{proc.stderr.strip()[-500:]}; the marks were restored"
+            )
+
+
+def _restore(root: Root, backup: Optional[bytes]) -> None:
+    path = root.resolve(os.path.dirname(EXTENDED_STATES))
+    if path is None:
+        return
+    target = root.host(path) + "/" + os.path.basename(EXTENDED_STATES)
+    if backup is None:
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            pass
+        return
+    tmp = target + ".depmin-restore"
+    with open(tmp, "wb") as f:
+        f.write(backup)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def purge(root: Root, overrides: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run the real ``apt-get purge -y --auto-remove`` with the same settings as the plan."""
+    env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    argv = ["apt-get", "purge", "-y", "--auto-remove"]
+    for o in overrides:
+        argv += ["-o", o]
+    if root.is_host:
+        return subprocess.run(argv, capture_output=True, text=True, env=env)
+    proc_dir = root.resolve("/proc")
+    mounted = False
+    if proc_dir is not None and not os.path.ismount(root.host(proc_dir)):
+        subprocess.run(["mount", "-t", "proc", "proc", root.host(proc_dir)], check=True)
+        mounted = True
+    try:
+        return _run(root, argv, env)
+    finally:
+        if mounted:
+            subprocess.run(["umount", root.host(proc_dir or "/proc")], check=False)
