@@ -14,7 +14,8 @@ from typing import Optional
 from depmin.aptconf import AptConfig, load_apt_config
 from depmin.archive import load_archive_index
 from depmin.dpkg import DpkgDatabase, load_dpkg_database
-from depmin.needs import Analysis, analyse
+from depmin.hints import Hint
+from depmin.needs import DEFAULT_PATH, Analysis, analyse
 from depmin.owners import Requirements, map_requirements
 from depmin.pkggraph import PackageGraph, Policy, build_package_graph
 from depmin.resolve import LoaderSettings, Resolver
@@ -42,10 +43,16 @@ def find_needs(
     trees: Sequence[str] = ("/usr/local",),
     exclude: Sequence[str] = (),
     settings: LoaderSettings = LoaderSettings(),
+    path_env: str = DEFAULT_PATH,
+    hints: Sequence[Hint] = (),
 ) -> Analysis:
-    """Scan ``trees`` and resolve every object in the context it is loaded in."""
+    """Scan ``trees`` and resolve every object in the context it is loaded in.
+
+    Pass ``LoaderSettings(glibc_dlopens=True, dlopen_priorities=...)`` for the loads
+    that happen after start-up (the CLI does); the default is ld.so's start-up only.
+    """
     result = scan_trees(root, trees, exclude)
-    return analyse(result, Resolver.for_root(root, settings))
+    return analyse(result, Resolver.for_root(root, settings), path_env, hints)
 
 
 def find_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:

@@ -29,10 +29,14 @@ _LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
 
 
 def manual_set(root: Root, graph: PackageGraph, path: str = EXTENDED_STATES) -> list[str]:
-    """Installed packages not marked auto: what ``apt-mark showmanual`` prints."""
+    """Installed packages not marked auto, named as ``apt-mark showmanual`` prints them.
+
+    apt prints the bare name for the native architecture (and all), even for
+    Multi-Arch: same packages, and ``name:arch`` only for foreign ones.
+    """
     text = root.read_text(path) or ""
     auto = read_auto_marks(text, graph)
-    return sorted({graph.nodes[k].apt_name for k in graph.nodes if k not in auto})
+    return sorted({apt_print_name(graph, k) for k in graph.nodes if k not in auto})
 
 
 def auto_marks_text(graph: PackageGraph, manual: Iterable[str]) -> str:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import click
 
 from depmin.errors import EXIT_INTERNAL, DepminError
+
+if TYPE_CHECKING:
+    from depmin.needs import Analysis
+    from depmin.resolve import LoaderSettings
+    from depmin.rootfs import Root
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +55,62 @@ def handle_errors(func: F) -> F:
 
 
 def emit_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, sort_keys=False))
+    click.echo(json.dumps(obj, indent=2))
 
 
-root_option = click.option(
+def _warn(message: str) -> None:
+    click.echo(f"depmin: warning: {message}", err=True)
+
+
+# -- options shared by several commands -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything the scanning commands share, gathered from their options."""
+
+    root: str = "/"
+    paths: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    allow_missing: bool = False
+    ld_library_path: Optional[str] = None
+    isa_level: int = 1
+    platform: Optional[str] = None
+    working_dir: Optional[str] = None
+    image_path: Optional[str] = None
+    hints: Optional[str] = None
+    drop_recommended_dlopen: bool = False
+    no_glibc_dlopens: bool = False
+    baseline: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+
+    def settings(self, runtime: bool = True) -> LoaderSettings:
+        """Loader settings; ``runtime`` adds the loads after start-up (dlopen notes, glibc's)."""
+        from depmin.resolve import LoaderSettings
+
+        prios = {"required"} if self.drop_recommended_dlopen else {"required", "recommended"}
+        return LoaderSettings(
+            ld_library_path=self.ld_library_path,
+            isa_level=self.isa_level,
+            platform=self.platform,
+            working_dir=self.working_dir,
+            dlopen_priorities=frozenset(prios) if runtime else frozenset(),
+            glibc_dlopens=runtime and not self.no_glibc_dlopens,
+        )
+
+    def baseline_words(self) -> list[str]:
+        words: list[str] = []
+        for v in self.baseline:
+            if os.path.isfile(v):
+                with open(v, encoding="utf-8", errors="surrogateescape") as f:
+                    words.extend(f.read().split())
+            else:
+                words.extend(v.split())
+        return words
+
+
+_ROOT = click.option(
     "--root",
     type=click.Path(file_okay=False, exists=True),
     default="/",
@@ -59,56 +118,67 @@ root_option = click.option(
     help="Treat DIR as '/': an unpacked image, even of another architecture. "
     "Links are resolved inside it; nothing outside it is read.",
 )
+_LOADER = [
+    click.option("--ld-library-path", metavar="PATH", default=None,
+                 help="The target's LD_LIBRARY_PATH (off by default: images rarely set it)."),
+    click.option("--isa-level", type=click.IntRange(1, 4), default=1, show_default=True,
+                 help="x86-64 ISA level of the target CPU (1 = baseline, 2-4 = x86-64-v2..v4): "
+                 "decides which glibc-hwcaps directories and cache entries apply."),
+    click.option("--platform", metavar="NAME", default=None,
+                 help="Value of $PLATFORM (AT_PLATFORM); default from the architecture."),
+    click.option("--working-dir", metavar="DIR", default=None,
+                 help="The process working directory, for relative paths in RPATH or DT_NEEDED."),
+]  # fmt: skip
+_TREES = [
+    click.argument("paths", nargs=-1, type=click.Path()),
+    click.option("--exclude", multiple=True, metavar="GLOB",
+                 help="Skip files whose name or path matches GLOB (repeatable), e.g. '*tkinter*'."),
+    click.option("--allow-missing", is_flag=True,
+                 help="Carry on when a needed library is missing or would fail to load."),
+    click.option("--hints", metavar="FILE", default=None,
+                 help="Extra needs no file shows (ctypes loads, data packages): see README, Hints."),
+    click.option("--image-path", metavar="PATH", default=None,
+                 help="The image's PATH, for `#!/usr/bin/env NAME` scripts "
+                 "(default: Docker's, /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)."),
+    click.option("--drop-recommended-dlopen", is_flag=True,
+                 help="Keep only `required` .note.dlopen entries, not `recommended` ones."),
+    click.option("--no-glibc-dlopens", is_flag=True,
+                 help="Do not add what libc itself dlopens (libgcc_s.so.1, NSS modules)."),
+]  # fmt: skip
+_APT = [
+    click.option("--baseline", multiple=True, metavar="FILE|WORDS",
+                 help="Packages that were manual before the build dependencies came (what "
+                 "`apt-mark showmanual` printed, e.g. \"$savedAptMark\"): a file, or package "
+                 "names separated by blanks. Repeatable. Default: none (as after "
+                 "`apt-mark auto '.*'`)."),
+    click.option("--keep", multiple=True, metavar="PKG",
+                 help="Always keep this package (repeatable), e.g. ca-certificates."),
+    click.option("-o", "--option", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="Set an apt option as `apt-get -o` does, e.g. "
+                 "-o APT::AutoRemove::RecommendsImportant=false (the pipeline's setting)."),
+]  # fmt: skip
 
 
-def loader_options(func: F) -> F:
-    opts = [
-        click.option(
-            "--ld-library-path",
-            metavar="PATH",
-            default=None,
-            help="The target's LD_LIBRARY_PATH (off by default: images rarely set it).",
-        ),
-        click.option(
-            "--isa-level",
-            type=click.IntRange(1, 4),
-            default=1,
-            show_default=True,
-            help="x86-64 ISA level of the target CPU (1 = baseline, 2-4 = x86-64-v2..v4): "
-            "decides which glibc-hwcaps directories and cache entries apply.",
-        ),
-        click.option(
-            "--platform",
-            metavar="NAME",
-            default=None,
-            help="Value of $PLATFORM (AT_PLATFORM); default from the architecture.",
-        ),
-        click.option(
-            "--working-dir",
-            metavar="DIR",
-            default=None,
-            help="The process working directory, for relative paths in RPATH or DT_NEEDED.",
-        ),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
+def run_options(*groups: list[Any]) -> Callable[[F], F]:
+    """Add --root and the given option groups; the command receives ``opts: RunOptions``."""
+    names = set(RunOptions.__dataclass_fields__)
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+            return func(*args, opts=RunOptions(**given), **kwargs)
+
+        out: Any = wrapper
+        for group in reversed([[_ROOT], *groups]):
+            for opt in reversed(group):
+                out = opt(out)
+        return out  # type: ignore[no-any-return]
+
+    return decorate
 
 
-def _settings(
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-) -> Any:
-    from depmin.resolve import LoaderSettings
-
-    return LoaderSettings(
-        ld_library_path=ld_library_path,
-        isa_level=isa_level,
-        platform=platform,
-        working_dir=working_dir,
-    )
+# -- commands --------------------------------------------------------------------------------
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,52 +192,46 @@ def main() -> None:
     `apt-get purge --auto-remove`.
 
     \b
-    Typical image build step (replacing the ldd | awk | dpkg-query pipeline):
-      depmin apply --baseline "$savedAptMark" --purge
-    See what would be kept and why, without changing anything:
-      depmin plan
-      depmin why libssl3
+    In an image build, instead of the ldd | awk | dpkg-query pipeline:
+      savedAptMark="$(depmin snapshot)"      # before installing build deps
+      ...build into /usr/local...
+      depmin apply --baseline "$savedAptMark" --purge \\
+          -o APT::AutoRemove::RecommendsImportant=false
+    To look before changing anything:
+      depmin keep            the packages to mark manual
+      depmin plan            what is kept, why, and what is purged
+      depmin why libssl3     the chain that needs or keeps a package
     """
 
 
 @main.command()
-@root_option
-@loader_options
+@run_options(_LOADER)
 @click.option(
     "--tree", is_flag=True, help="Show the dependency tree and the step that found each library."
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output (schema depmin.ldd/1)."
 )
+@click.option("--dlopen", is_flag=True,
+              help="Also load what .note.dlopen entries and libc itself would dlopen.")  # fmt: skip
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @handle_errors
-def ldd(
-    root: str,
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-    tree: bool,
-    as_json: bool,
-    files: tuple[str, ...],
-) -> None:
+def ldd(opts: RunOptions, tree: bool, as_json: bool, dlopen: bool, files: tuple[str, ...]) -> None:
     """Print the libraries FILE... would load, as ldd does, but without running anything.
 
     Paths are inside --root (absolute, or relative to the current directory when
     no root is given).  Exit status 1 when any library is missing or would fail
     to load, 3 when a FILE cannot be read as ELF.
     """
-    import os
-
     from depmin.errors import EXIT_UNRESOLVED, ElfError
     from depmin.lddout import LDD_SCHEMA, ldd_lines, result_json, tree_lines
     from depmin.resolve import Resolver
     from depmin.rootfs import Root
 
-    r = Root(root)
-    resolver = Resolver.for_root(r, _settings(ld_library_path, isa_level, platform, working_dir))
+    r = Root(opts.root)
+    resolver = Resolver.for_root(r, opts.settings(runtime=dlopen))
     for w in resolver.warnings:
-        click.echo(f"depmin: warning: {w}", err=True)
+        _warn(w)
     status = 0
     out: list[dict[str, Any]] = []
     for f in files:
@@ -176,10 +240,10 @@ def ldd(
             path = "/" + path
         try:
             result = resolver.load(path)
-        except (ElfError, DepminError) as exc:
+        except DepminError as exc:
             problem = "not a dynamic executable" if isinstance(exc, ElfError) else exc.problem
             if as_json:
-                out.append({"file": path, "error": f"{exc.problem}"})
+                out.append({"file": path, "error": exc.problem})
             else:
                 click.echo(f"depmin: {path}: {problem} ({exc.problem})", err=True)
             status = max(status, exc.exit_code)
@@ -199,82 +263,7 @@ def ldd(
     sys.exit(status)
 
 
-# -- shared pieces of the package commands ---------------------------------------------------
-
-
-def tree_options(func: F) -> F:
-    """PATH arguments, --root, --exclude and the loader options, shared by the scanning commands."""
-    opts = [
-        root_option,
-        click.option(
-            "--exclude",
-            "exclude",
-            multiple=True,
-            metavar="GLOB",
-            help="Skip files whose name or path matches GLOB (repeatable), e.g. '*tkinter*'.",
-        ),
-        click.option(
-            "--allow-missing",
-            is_flag=True,
-            help="Carry on when a needed library is missing or would fail to load.",
-        ),
-    ]
-    func = loader_options(func)
-    for opt in reversed(opts):
-        func = opt(func)
-    return click.argument("paths", nargs=-1, type=click.Path())(func)
-
-
-def apt_options(func: F) -> F:
-    """Options that decide what apt keeps: baseline, extra keeps and -o overrides."""
-    opts = [
-        click.option(
-            "--baseline",
-            "baseline",
-            multiple=True,
-            metavar="FILE|WORDS",
-            help="Packages that were manual before the build dependencies came (what "
-            '`apt-mark showmanual` printed, e.g. "$savedAptMark"): a file, or package '
-            "names separated by blanks. Repeatable. Default: none (as after `apt-mark auto '.*'`).",
-        ),
-        click.option(
-            "--keep",
-            "keep_pkgs",
-            multiple=True,
-            metavar="PKG",
-            help="Always keep this package (repeatable): data packages such as ca-certificates.",
-        ),
-        click.option(
-            "-o",
-            "--option",
-            "overrides",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="Set an apt configuration option as `apt-get -o` does, e.g. "
-            "-o APT::AutoRemove::RecommendsImportant=false (the pipeline's setting).",
-        ),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
-
-
-def _baseline_words(values: tuple[str, ...]) -> list[str]:
-    import os
-
-    words: list[str] = []
-    for v in values:
-        if os.path.isfile(v):
-            with open(v, encoding="utf-8", errors="surrogateescape") as f:
-                words.extend(f.read().split())
-        else:
-            words.extend(v.split())
-    return words
-
-
-def _trees(root: Any, paths: tuple[str, ...]) -> list[str]:
-    import os
-
+def _trees(root: Root, paths: tuple[str, ...]) -> list[str]:
     if not paths:
         return ["/usr/local"]
     out = []
@@ -285,89 +274,97 @@ def _trees(root: Any, paths: tuple[str, ...]) -> list[str]:
     return out
 
 
-def _warn(message: str) -> None:
-    click.echo(f"depmin: warning: {message}", err=True)
-
-
-def _report_unresolved(analysis: Any, allow: bool) -> None:
+def _report_unresolved(analysis: Analysis, allow: bool) -> None:
     """Name the file, the library and where ld.so would have looked."""
     for u in analysis.unresolved:
         what = "not found" if u.outcome.value == "missing" else f"would fail to load ({u.problem})"
         where = f"; searched {', '.join(u.tried)}" if u.tried else ""
         via = "" if u.requester == u.file else f" (needed by {u.requester})"
-        click.echo(f"depmin: {u.file}: {u.name} {what}{via}{where}", err=True)
+        kind = "" if u.kind == "needed" else f" [{u.kind}]"
+        click.echo(f"depmin: {u.file}: {u.name}{kind} {what}{via}{where}", err=True)
     if analysis.unresolved and not allow:
         from depmin.errors import UnresolvedError
 
         raise UnresolvedError(
-            f"{len(analysis.unresolved)} needed libraries are missing or would fail to load "
+            f"{len(analysis.unresolved)} needed files are missing or would fail to load "
             "(use --allow-missing to carry on)"
         )
 
 
-def _analyse(
-    root: str,
-    paths: tuple[str, ...],
-    exclude: tuple[str, ...],
-    settings: Any,
-    allow_missing: bool,
-    quiet: bool = False,
-) -> tuple[Any, Any]:
+def _analyse(opts: RunOptions, quiet: bool = False) -> tuple[Root, Analysis]:
     from depmin.api import find_needs
+    from depmin.hints import load_hints
+    from depmin.needs import DEFAULT_PATH
     from depmin.rootfs import Root
 
-    r = Root(root)
-    analysis = find_needs(r, _trees(r, paths), exclude, settings)
+    r = Root(opts.root)
+    hints = load_hints(opts.hints) if opts.hints else ()
+    analysis = find_needs(
+        r, _trees(r, opts.paths), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
+        hints,
+    )  # fmt: skip
     if not quiet:
         for s in analysis.scan.skipped:
             if s.problem:
                 _warn(f"{s.path}: {s.reason}")
         for e in analysis.errors:
             _warn(e)
-    _report_unresolved(analysis, allow_missing)
+        for w in analysis.warnings:
+            _warn(w)
+    _report_unresolved(analysis, opts.allow_missing)
     return r, analysis
 
 
 def _emit_list(names: list[str], nul: bool) -> None:
     if nul:
-        sys.stdout.buffer.write(
-            b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
-        )
+        data = b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
+        sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
         for n in names:
             click.echo(n)
 
 
+@dataclass(frozen=True)
+class _PlanRun:
+    root: Any
+    analysis: Any
+    state: Any
+    req: Any
+    plan: Any
+    warnings: list[str]
+
+
+def _full_plan(opts: RunOptions, quiet: bool = False) -> _PlanRun:
+    """Every step up to the plan, with the warnings the plan should show."""
+    from depmin.api import find_requirements, load_package_state
+    from depmin.plan import make_plan, required_keys
+    from depmin.warnings import plan_warnings
+
+    r, analysis = _analyse(opts, quiet)
+    state = load_package_state(r, opts.overrides)
+    req = find_requirements(analysis, state.db)
+    keys, _ = required_keys(state.graph, req.names)
+    extra = list(opts.keep) + list(req.hinted_packages)
+    plan = make_plan(state.graph, keys, opts.baseline_words(), state.policy, extra)
+    warnings = list(state.warnings)
+    warnings += [
+        f"{lib}: needed file outside the trees that no package owns" for lib in req.unowned
+    ]
+    warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
+    warnings += plan_warnings(analysis, req, state.graph, plan)
+    return _PlanRun(r, analysis, state, req, plan, warnings)
+
+
 @main.command()
-@tree_options
-@apt_options
-@click.option(
-    "--all",
-    "all_",
-    is_flag=True,
-    help="List every package that owns a needed library "
-    "(what the pipeline marks), not the minimal list.",
-)
+@run_options(_TREES, _LOADER, _APT)
+@click.option("--all", "all_", is_flag=True,
+              help="List every package that owns a needed file (what the pipeline marks), "
+              "not the minimal list.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="The full answer (schema depmin.keep/1).")
 @click.option("-0", "--null", "nul", is_flag=True, help="NUL-separated names, for xargs -0.")
 @handle_errors
-def keep(
-    paths: tuple[str, ...],
-    root: str,
-    exclude: tuple[str, ...],
-    allow_missing: bool,
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-    baseline: tuple[str, ...],
-    keep_pkgs: tuple[str, ...],
-    overrides: tuple[str, ...],
-    all_: bool,
-    as_json: bool,
-    nul: bool,
-) -> None:
+def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
     """Print the packages to mark manual so the software in PATH... keeps working.
 
     PATH defaults to /usr/local.  By default the list is minimal: only packages
@@ -375,96 +372,42 @@ def keep(
     required packages, or another kept package).  --all lists every owner.
     Exit status 1 if a needed library is missing (unless --allow-missing).
     """
-    from depmin.api import find_requirements, load_package_state
-    from depmin.dpkg import load_dpkg_database
+    from depmin.report import keep_json
 
-    settings = _settings(ld_library_path, isa_level, platform, working_dir)
-    r, analysis = _analyse(root, paths, exclude, settings, allow_missing)
-    db = load_dpkg_database(r)
-    req = find_requirements(analysis, db)
-    for lib in req.unowned:
-        _warn(f"{lib}: needed library outside the scanned trees that no package owns")
-    names: list[str]
-    plan = None
-    graph = None
     if all_:
-        names = sorted(set(req.names) | set(keep_pkgs))
-    else:
-        from depmin.plan import display_name, make_plan, required_keys
+        from depmin.api import find_requirements
+        from depmin.dpkg import load_dpkg_database
 
-        state = load_package_state(r, overrides, db=db)
-        graph = state.graph
-        keys, _missing = required_keys(graph, req.names)
-        plan = make_plan(graph, keys, _baseline_words(baseline), state.policy, keep_pkgs)
-        for name in plan.unknown:
-            _warn(f"{name}: not an installed package (ignored)")
-        names = [display_name(graph, k) for k in plan.keep]
+        r, analysis = _analyse(opts, quiet=as_json)
+        req = find_requirements(analysis, load_dpkg_database(r))
+        for lib in req.unowned:
+            _warn(f"{lib}: needed file outside the scanned trees that no package owns")
+        names = sorted(set(req.names) | set(opts.keep) | set(req.hinted_packages))
+        if as_json:
+            emit_json(keep_json(r, analysis, req, names, None, None))
+        else:
+            _emit_list(names, nul)
+        return
+    p = _full_plan(opts, quiet=as_json)
+    g = p.state.graph
+    names = [g.display_name(k) for k in p.plan.keep]
     if as_json:
-        from depmin.report import keep_json
-
-        emit_json(keep_json(r, analysis, req, names, plan, graph))
-    else:
-        _emit_list(names, nul)
-
-
-def _full_plan(
-    paths: tuple[str, ...],
-    root: str,
-    exclude: tuple[str, ...],
-    allow_missing: bool,
-    settings: Any,
-    baseline: tuple[str, ...],
-    keep_pkgs: tuple[str, ...],
-    overrides: tuple[str, ...],
-    quiet: bool = False,
-) -> Any:
-    """Every step up to the plan; returns a namespace with all intermediate results."""
-    from types import SimpleNamespace
-
-    from depmin.api import find_requirements, load_package_state
-    from depmin.plan import make_plan, required_keys
-
-    r, analysis = _analyse(root, paths, exclude, settings, allow_missing, quiet)
-    state = load_package_state(r, overrides)
-    req = find_requirements(analysis, state.db)
-    keys, _ = required_keys(state.graph, req.names)
-    plan = make_plan(state.graph, keys, _baseline_words(baseline), state.policy, keep_pkgs)
-    warnings = list(state.warnings)
-    warnings += [
-        f"{lib}: needed library outside the trees that no package owns" for lib in req.unowned
-    ]
-    warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
-    warnings += [
-        f"{r.package}: required but would be purged"
-        for r in plan.reasons
-        if r.package in plan.marking.garbage
-    ]
-    return SimpleNamespace(
-        root=r, analysis=analysis, state=state, req=req, plan=plan, warnings=warnings
-    )
+        out = keep_json(p.root, p.analysis, p.req, names, p.plan, g)
+        out["warnings"] = p.warnings
+        emit_json(out)
+        return
+    for w in p.warnings:
+        _warn(w)
+    _emit_list(names, nul)
 
 
 @main.command()
-@tree_options
-@apt_options
+@run_options(_TREES, _LOADER, _APT)
 @click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable plan (schema depmin.plan/1)."
 )
 @handle_errors
-def plan(
-    paths: tuple[str, ...],
-    root: str,
-    exclude: tuple[str, ...],
-    allow_missing: bool,
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-    baseline: tuple[str, ...],
-    keep_pkgs: tuple[str, ...],
-    overrides: tuple[str, ...],
-    as_json: bool,
-) -> None:
+def plan(opts: RunOptions, as_json: bool) -> None:
     """Show the whole plan: what to mark, why each needed package stays, what is purged.
 
     Nothing is changed.  The purge is apt's own autoremove rule applied to the
@@ -472,10 +415,7 @@ def plan(
     """
     from depmin.report import plan_json, plan_text
 
-    settings = _settings(ld_library_path, isa_level, platform, working_dir)
-    p = _full_plan(
-        paths, root, exclude, allow_missing, settings, baseline, keep_pkgs, overrides, quiet=as_json
-    )
+    p = _full_plan(opts, quiet=as_json)
     if as_json:
         emit_json(plan_json(p.root, p.analysis, p.req, p.plan, p.state.graph, p.warnings))
     else:
@@ -485,23 +425,9 @@ def plan(
 
 @main.command()
 @click.argument("target")
-@tree_options
-@apt_options
+@run_options(_TREES, _LOADER, _APT)
 @handle_errors
-def why(
-    target: str,
-    paths: tuple[str, ...],
-    root: str,
-    exclude: tuple[str, ...],
-    allow_missing: bool,
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-    baseline: tuple[str, ...],
-    keep_pkgs: tuple[str, ...],
-    overrides: tuple[str, ...],
-) -> None:
+def why(target: str, opts: RunOptions) -> None:
     """Explain TARGET: a package, a library (soname or path) or a scanned file.
 
     Shows the files that need it, the library that makes its package needed,
@@ -510,46 +436,22 @@ def why(
     """
     from depmin.why import explain
 
-    settings = _settings(ld_library_path, isa_level, platform, working_dir)
-    p = _full_plan(paths, root, exclude, True, settings, baseline, keep_pkgs, overrides, quiet=True)
+    p = _full_plan(RunOptions(**{**opts.__dict__, "allow_missing": True}), quiet=True)
     for line in explain(target, p.analysis, p.req, p.state.graph, p.plan):
         click.echo(line)
     for w in p.warnings:
-        _warn(w)
+        if target in w:
+            click.echo(f"  warning: {w}")
 
 
 @main.command()
-@tree_options
-@apt_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["dot", "graphml", "json"]),
-    default="dot",
-    show_default=True,
-    help="Output format.",
-)
-@click.option(
-    "--all-packages",
-    is_flag=True,
-    help="Include every installed package, not only those around the needed ones.",
-)
+@run_options(_TREES, _LOADER, _APT)
+@click.option("--format", "fmt", type=click.Choice(["dot", "graphml", "json"]), default="dot",
+              show_default=True, help="Output format.")  # fmt: skip
+@click.option("--all-packages", is_flag=True,
+              help="Include every installed package, not only those around the needed ones.")  # fmt: skip
 @handle_errors
-def graph(
-    paths: tuple[str, ...],
-    root: str,
-    exclude: tuple[str, ...],
-    allow_missing: bool,
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-    baseline: tuple[str, ...],
-    keep_pkgs: tuple[str, ...],
-    overrides: tuple[str, ...],
-    fmt: str,
-    all_packages: bool,
-) -> None:
+def graph(opts: RunOptions, fmt: str, all_packages: bool) -> None:
     """Print the graph files → libraries → packages → package relations.
 
     Nodes carry what the plan decided (keep, baseline, required, purged); package
@@ -557,19 +459,18 @@ def graph(
     """
     from depmin.graph import build_graph, dumps_json, to_dot, to_graphml
 
-    settings = _settings(ld_library_path, isa_level, platform, working_dir)
-    p = _full_plan(paths, root, exclude, True, settings, baseline, keep_pkgs, overrides, quiet=True)
+    p = _full_plan(RunOptions(**{**opts.__dict__, "allow_missing": True}), quiet=True)
     g = build_graph(p.analysis, p.req, p.state.graph, p.plan, all_packages)
     text = {"dot": to_dot, "graphml": to_graphml, "json": dumps_json}[fmt](g)
     click.echo(text, nl=not text.endswith("\n"))
 
 
 @main.command()
-@root_option
-@click.option("--json", "as_json", is_flag=True, help="JSON list (schema depmin.snapshot/1).")
+@run_options()
+@click.option("--json", "as_json", is_flag=True, help="JSON (schema depmin.snapshot/1).")
 @click.option("-0", "--null", "nul", is_flag=True, help="NUL-separated names.")
 @handle_errors
-def snapshot(root: str, as_json: bool, nul: bool) -> None:
+def snapshot(opts: RunOptions, as_json: bool, nul: bool) -> None:
     """Print today's manual packages, to pass later as --baseline.
 
     The same set `apt-mark showmanual` prints, read from the root's files.
@@ -580,7 +481,7 @@ def snapshot(root: str, as_json: bool, nul: bool) -> None:
     from depmin.pkggraph import build_package_graph
     from depmin.rootfs import Root
 
-    r = Root(root)
+    r = Root(opts.root)
     g = build_package_graph(load_dpkg_database(r))
     names = manual_set(r, g)
     if as_json:
@@ -590,41 +491,15 @@ def snapshot(root: str, as_json: bool, nul: bool) -> None:
 
 
 @main.command()
-@tree_options
-@apt_options
-@click.option(
-    "--purge",
-    "do_purge",
-    is_flag=True,
-    help="Then run apt-get purge -y --auto-remove with the same settings.",
-)
-@click.option(
-    "--dry-run",
-    is_flag=True,
-    help="Change nothing: show the marks and what apt-get -s says it would purge.",
-)
-@click.option(
-    "--check-with-apt",
-    is_flag=True,
-    help="Also verify the plan with python-apt in memory (needs python3-apt).",
-)
+@run_options(_TREES, _LOADER, _APT)
+@click.option("--purge", "do_purge", is_flag=True,
+              help="Then run apt-get purge -y --auto-remove with the same settings.")  # fmt: skip
+@click.option("--dry-run", is_flag=True,
+              help="Change nothing: show the marks and what apt-get -s says it would purge.")  # fmt: skip
+@click.option("--check-with-apt", is_flag=True,
+              help="Also verify the plan with python-apt in memory (needs python3-apt).")  # fmt: skip
 @handle_errors
-def apply(
-    paths: tuple[str, ...],
-    root: str,
-    exclude: tuple[str, ...],
-    allow_missing: bool,
-    ld_library_path: Optional[str],
-    isa_level: int,
-    platform: Optional[str],
-    working_dir: Optional[str],
-    baseline: tuple[str, ...],
-    keep_pkgs: tuple[str, ...],
-    overrides: tuple[str, ...],
-    do_purge: bool,
-    dry_run: bool,
-    check_with_apt: bool,
-) -> None:
+def apply(opts: RunOptions, do_purge: bool, dry_run: bool, check_with_apt: bool) -> None:
     """Mark the plan in apt (all auto, then baseline and keep manual), optionally purge.
 
     Everything is computed and checked first: missing libraries, privileges, the
@@ -632,21 +507,19 @@ def apply(
     what depmin planned.  If anything fails before marking, nothing has changed;
     if marking fails, the previous marks are restored.
     """
-    import os
-
     from depmin import aptstate
     from depmin.errors import AptError, CheckError
 
-    settings = _settings(ld_library_path, isa_level, platform, working_dir)
-    p = _full_plan(paths, root, exclude, allow_missing, settings, baseline, keep_pkgs, overrides)
+    p = _full_plan(opts)
     g, plan = p.state.graph, p.plan
     for w in p.warnings:
         _warn(w)
     lost = [g.display_name(k) for k in plan.required if k in plan.marking.garbage]
     if lost:
         raise CheckError("required packages would be purged: " + " ".join(lost))
-    manual = [g.nodes[k].apt_name for k in list(plan.baseline) + list(plan.keep)]
-    sim = aptstate.simulate_purge(p.root, g, list(plan.baseline) + list(plan.keep), overrides)
+    manual_keys = list(plan.baseline) + list(plan.keep)
+    manual = [g.nodes[k].apt_name for k in manual_keys]
+    sim = aptstate.simulate_purge(p.root, g, manual_keys, opts.overrides)
     model = sorted(aptstate.apt_print_name(g, k) for k in plan.purged)
     if sorted(sim.purged) != model:
         only_apt = sorted(set(sim.purged) - set(model))
@@ -657,13 +530,12 @@ def apply(
     if check_with_apt:
         from depmin.aptbridge import garbage_with_apt
 
-        got = garbage_with_apt(p.root, manual, overrides, g.native_arch)
-        norm = sorted(aptstate.normalise_apt_name(g, n) for n in got)
-        if norm != model:
+        got = garbage_with_apt(p.root, manual, opts.overrides, g.native_arch)
+        if sorted(aptstate.normalise_apt_name(g, n) for n in got) != model:
             raise CheckError("python-apt disagrees with the plan")
         click.echo("python-apt agrees with the plan", err=True)
     if dry_run:
-        click.echo("Would run: apt-mark auto <all " + str(len(g.nodes)) + " installed packages>")
+        click.echo(f"Would run: apt-mark auto <all {len(g.nodes)} installed packages>")
         if manual:
             click.echo("Would run: apt-mark manual " + " ".join(sorted(manual)))
         verb = "Would purge" if do_purge else "apt-get purge --auto-remove would then purge"
@@ -679,9 +551,8 @@ def apply(
     aptstate.apply_marks(p.root, g, manual)
     click.echo(f"marked {len(manual)} packages manual, every other package auto", err=True)
     if do_purge:
-        proc = aptstate.purge(p.root, overrides)
+        proc = aptstate.purge(p.root, opts.overrides)
         sys.stdout.write(proc.stdout)
         if proc.returncode != 0:
-            raise AptError(
-                f"apt-get purge failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}"
-            )
+            tail = proc.stderr.strip()[-800:]
+            raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}")

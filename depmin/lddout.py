@@ -15,39 +15,37 @@ LDD_SCHEMA = "depmin.ldd/1"
 
 
 def ldd_lines(result: LoadResult) -> list[str]:
-    """ldd's own lines without load addresses: ``name => path`` in load order.
+    """ldd's own lines without load addresses, in ld.so's link-map order.
 
-    Missing libraries print ``name => not found`` where ld.so's trace puts them;
-    the interpreter comes last, as ldd prints it.
+    That is load order, with a "not found" line for every request that fails
+    (ld.so never matches a later request against a missing one), except for
+    ld.so itself: rtld.c puts it back after the object before it in the
+    breadth-first search list, i.e. after the last object newly loaded before the
+    first request it satisfies, so "not found" lines of that stretch follow it.
+    Names are printed as ld.so keeps them (DSTs substituted), alone when they
+    equal the path.
     """
     if result.static or not (result.libraries or result.missing or result.failed):
         return ["\tstatically linked"]
+    interps = {o.index for o in result.libraries if o.step is Step.INTERPRETER}
     lines: list[str] = []
-    missing_seen: set[str] = set()
-    interp: Optional[str] = None
-    for obj in result.libraries:
-        if obj.step is Step.INTERPRETER:
-            interp = obj.path
-    order: list[tuple[int, Request]] = []
+    after_last_new = 0
+    interp_at: Optional[int] = None
     for req in result.requests:
+        name = req.expanded or req.name
+        if req.target in interps and interp_at is None:
+            interp_at = after_last_new
         if req.outcome is Outcome.FOUND and req.target is not None:
-            order.append((0, req))
-        elif req.outcome is Outcome.MISSING and req.name not in missing_seen:
-            missing_seen.add(req.name)
-            order.append((1, req))
+            path = result.objects[req.target].path
+            lines.append(f"\t{path}" if name == path else f"\t{name} => {path}")
+            after_last_new = len(lines)
+        elif req.outcome is Outcome.MISSING:
+            lines.append(f"\t{name} => not found")
         elif req.outcome is Outcome.FAILED:
-            order.append((2, req))
-    for what, req in order:
-        if what == 0:
-            assert req.target is not None
-            obj = result.objects[req.target]
-            lines.append(f"\t{req.name} => {obj.path}")
-        elif what == 1:
-            lines.append(f"\t{req.name} => not found")
-        else:
-            lines.append(f"\t{req.name} => {req.path} (load would fail: {req.problem})")
-    if interp is not None:
-        lines.append(f"\t{interp}")
+            lines.append(f"\t{name} => {req.path} (load would fail: {req.problem})")
+    for idx in sorted(interps):
+        at = len(lines) if interp_at is None else interp_at
+        lines.insert(at, f"\t{result.objects[idx].path}")
     for req in result.requests:
         if req.kind == "interpreter":
             lines.append(f"\t{req.name} => interpreter {req.outcome.value}: {req.problem}")

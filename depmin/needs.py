@@ -6,43 +6,58 @@ only through the RPATH of the modules that load it (scipy's libgfortran) looks
 (programs as programs, shared objects as ``dlopen`` would open them); an object
 that another scanned object's load pulls in is then dropped as a root, because
 the process that uses it resolves it in that context.  The needs of the
-remaining roots are the answer.
+remaining roots are the answer, plus what DT_NEEDED cannot show: the
+interpreters of scripts (``#!``, ``/usr/bin/env NAME`` looked up on the
+image's PATH), the loads the resolver adds from ``.note.dlopen`` and glibc's
+own dlopens, and the hints a user declares for ctypes-style loads.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 from depmin.elf import ElfFile
-from depmin.errors import DepminError
-from depmin.resolve import LoadResult, Outcome, Resolver, Step
-from depmin.scan import ScanResult
+from depmin.errors import DepminError, ElfError, RootError
+from depmin.hints import Hint
+from depmin.resolve import DLOPEN_KINDS, LoadResult, Outcome, Resolver, Step
+from depmin.scan import ScanResult, Script
+
+#: Docker's default PATH, where ``/usr/bin/env NAME`` looks in an image.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: NSS services Debian's nsswitch.conf template names although no package ships them.
+QUIET_NSS = frozenset({"libnss_db.so.2", "libnss_nis.so.2"})
 
 
 @dataclass(frozen=True)
 class NeededLibrary:
-    """A file some scanned program loads, with the programs that load it."""
+    """A file some scanned program needs at run time, with the programs that need it."""
 
-    path: str  # as ld.so opened it (root-relative)
+    path: str  # as ld.so (or the kernel) opened it (root-relative)
     realpath: str  # canonical (root-relative)
     names: tuple[str, ...]  # names it was requested by, SONAME included
-    needed_by: tuple[str, ...]  # scanned root objects whose load includes it
+    needed_by: tuple[str, ...]  # scanned files (root objects, scripts) that need it
     in_trees: bool  # provided by the scanned trees, not by a package
-    interpreter: bool = False
+    interpreter: bool = False  # PT_INTERP or a script's interpreter
+    how: str = "needed"  # needed, interpreter, dlopen-required, nss, hint, ...
 
 
 @dataclass(frozen=True)
 class Unresolved:
     """A request that fails in the context of a root: missing or would fail to load."""
 
-    file: str  # the scanned root object whose load fails
-    requester: str  # the object whose DT_NEEDED names the library
+    file: str  # the scanned file whose load fails
+    requester: str  # the object whose DT_NEEDED (or note, or #!) names it
     name: str
     outcome: Outcome  # MISSING or FAILED
     problem: Optional[str]
     tried: tuple[str, ...]
     path: Optional[str]  # the failing candidate (FAILED)
+    kind: str = "needed"
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,9 @@ class Analysis:
     libraries: tuple[NeededLibrary, ...]
     unresolved: tuple[Unresolved, ...]
     errors: tuple[str, ...]  # scanned objects that could not be loaded at all
+    warnings: tuple[str, ...] = ()  # optional dlopens missing, malformed notes
+    suggested: tuple[tuple[str, str, Optional[str]], ...] = ()  # (file, names, path found)
+    hinted_packages: tuple[tuple[str, str], ...] = ()  # (package, file) from hints
 
     @property
     def ok(self) -> bool:
@@ -64,7 +82,84 @@ def _as_dlopen(elf: ElfFile) -> bool:
     return elf.interp is None and elf.type == 3
 
 
-def analyse(scan: ScanResult, resolver: Resolver) -> Analysis:
+class _Collector:
+    """Accumulates needed files by canonical path, keeping first-seen order of users."""
+
+    def __init__(self, scan: ScanResult) -> None:
+        self.scan = scan
+        self.path_of: dict[str, str] = {}
+        self.names_of: dict[str, list[str]] = {}
+        self.users_of: dict[str, list[str]] = {}
+        self.how_of: dict[str, str] = {}
+        self.interps: set[str] = set()
+        self.unresolved: list[Unresolved] = []
+        self.warnings: list[str] = []
+        self.suggested: list[tuple[str, str, Optional[str]]] = []
+        self.packages: list[tuple[str, str]] = []
+
+    def add(self, path: str, real: str, names: Sequence[str], user: str, how: str) -> None:
+        self.path_of.setdefault(real, path)
+        known = self.names_of.setdefault(real, [])
+        known.extend(n for n in names if n not in known)
+        users = self.users_of.setdefault(real, [])
+        if user not in users:
+            users.append(user)
+        if how == "interpreter":
+            self.interps.add(real)
+        rank = {"needed": 0, "interpreter": 1}  # a plain DT_NEEDED explains best
+        current = self.how_of.get(real)
+        if current is None or rank.get(how, 2) < rank.get(current, 2):
+            self.how_of[real] = how
+
+    def add_load(self, res: LoadResult, user: str) -> None:
+        kind_of: dict[int, str] = {}
+        for req in res.requests:
+            if req.target is not None and req.outcome is Outcome.FOUND:
+                kind_of.setdefault(req.target, req.kind)
+        for obj in res.runtime_files:
+            how = (
+                "interpreter" if obj.step is Step.INTERPRETER else kind_of.get(obj.index, "needed")
+            )
+            if how in ("auxiliary", "filter", "preload"):
+                how = "needed"
+            self.add(obj.path, obj.realpath, obj.names, user, how)
+        for req in res.requests:
+            requester = res.objects[req.requester].path
+            if req.outcome in (Outcome.MISSING, Outcome.FAILED):
+                self.unresolved.append(
+                    Unresolved(user, requester, req.name, req.outcome, req.problem, req.tried,
+                               req.path, req.kind)
+                )  # fmt: skip
+            elif req.outcome is Outcome.IGNORED and req.kind in DLOPEN_KINDS:
+                if not (req.kind == "nss" and req.name in QUIET_NSS):
+                    self.warnings.append(
+                        f"{user}: {requester} may dlopen {req.name} ({req.kind}), not found"
+                    )
+            elif req.outcome is Outcome.REPORTED:
+                self.suggested.append((user, req.name, req.path))
+        self.warnings.extend(f"{user}: {n}" for n in res.notes if "dlopen" in n)
+
+    def libraries(self) -> tuple[NeededLibrary, ...]:
+        return tuple(
+            NeededLibrary(
+                self.path_of[real],
+                real,
+                tuple(self.names_of[real]),
+                tuple(self.users_of[real]),
+                self.scan.in_trees(real),
+                real in self.interps,
+                self.how_of.get(real, "needed"),
+            )
+            for real in sorted(self.path_of)
+        )
+
+
+def analyse(
+    scan: ScanResult,
+    resolver: Resolver,
+    path_env: str = DEFAULT_PATH,
+    hints: Sequence[Hint] = (),
+) -> Analysis:
     """Resolve every scanned object in its load context (see the module docstring)."""
     loads: dict[str, LoadResult] = {}
     errors: list[str] = []
@@ -73,8 +168,7 @@ def analyse(scan: ScanResult, resolver: Resolver) -> Analysis:
             loads[elf.path] = resolver.load(elf.path, dlopen=_as_dlopen(elf))
         except DepminError as exc:
             errors.append(str(exc))
-    real_of = {path: res.objects[0].realpath for path, res in loads.items()}
-    by_real = {real: path for path, real in real_of.items()}
+    by_real = {res.objects[0].realpath: path for path, res in loads.items()}
     # contains[x] = scanned objects (by path) that the load of x pulls in.
     contains: dict[str, set[str]] = {}
     for path, res in loads.items():
@@ -88,46 +182,173 @@ def analyse(scan: ScanResult, resolver: Resolver) -> Analysis:
                 nonroots.add(y)
     roots = tuple(res for path, res in loads.items() if path not in nonroots)
 
-    path_of: dict[str, str] = {}
-    names_of: dict[str, list[str]] = {}
-    users_of: dict[str, list[str]] = {}
-    interps: set[str] = set()
-    unresolved: list[Unresolved] = []
+    out = _Collector(scan)
     for res in roots:
-        for obj in res.runtime_files:
-            real = obj.realpath
-            path_of.setdefault(real, obj.path)
-            names = names_of.setdefault(real, [])
-            names.extend(n for n in obj.names if n not in names)
-            users = users_of.setdefault(real, [])
-            if res.main not in users:
-                users.append(res.main)
-            if obj.step is Step.INTERPRETER:
-                interps.add(real)
-        for req in res.requests:
-            if req.outcome in (Outcome.MISSING, Outcome.FAILED):
-                unresolved.append(
-                    Unresolved(
-                        res.main,
-                        res.objects[req.requester].path,
-                        req.name,
-                        req.outcome,
-                        req.problem,
-                        req.tried,
-                        req.path,
-                    )
-                )
-    libraries = tuple(
-        NeededLibrary(
-            path_of[real],
-            real,
-            tuple(names_of[real]),
-            tuple(users_of[real]),
-            scan.in_trees(real),
-            real in interps,
-        )
-        for real in sorted(path_of)
-    )
+        out.add_load(res, res.main)
+    _scripts(scan, resolver, path_env, out)
+    _hints(scan, resolver, hints, loads, out)
     return Analysis(
-        scan, roots, tuple(sorted(nonroots)), libraries, tuple(unresolved), tuple(errors)
+        scan,
+        roots,
+        tuple(sorted(nonroots)),
+        out.libraries(),
+        tuple(out.unresolved),
+        tuple(errors),
+        tuple(dict.fromkeys(out.warnings)),
+        tuple(out.suggested),
+        tuple(out.packages),
     )
+
+
+def _env_command(argument: Optional[str]) -> Optional[str]:
+    """The command ``/usr/bin/env [-S] [-i] [VAR=value]... NAME`` runs."""
+    if not argument:
+        return None
+    words = argument.split()
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in ("-u", "--unset", "-C", "--chdir"):
+            i += 2
+            continue
+        if w.startswith("-") or ("=" in w and not w.startswith("/")):
+            i += 1
+            continue
+        return w
+    return None
+
+
+def find_on_path(
+    resolver: Resolver, command: str, path_env: str
+) -> tuple[Optional[str], list[str]]:
+    """First executable regular file named ``command`` on ``path_env`` inside the root."""
+    tried: list[str] = []
+    for d in path_env.split(":"):
+        if not d.startswith("/"):
+            continue
+        cand = d.rstrip("/") + "/" + command
+        tried.append(cand)
+        try:
+            real = resolver.root.resolve(cand)
+            if real is None:
+                continue
+            st = resolver.root.lstat(real)
+        except (RootError, OSError):
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return cand, tried
+    return None, tried
+
+
+def is_program(path: str) -> bool:
+    """A script meant to be run: in a bin, sbin or libexec directory.
+
+    Elsewhere an executable script is usually a module with a stray mode bit (CPython's
+    own lib/python3.X/cgi.py says ``#! /usr/local/bin/python``, a link the official
+    image creates only after its purge), so its missing interpreter is a warning.
+    """
+    parent = path.rsplit("/", 2)[-2] if path.count("/") >= 2 else ""
+    return parent in ("bin", "sbin") or "/libexec/" in path
+
+
+def _scripts(scan: ScanResult, resolver: Resolver, path_env: str, out: _Collector) -> None:
+    interp_loads: dict[str, Optional[LoadResult]] = {}
+    for script in scan.scripts:
+        for path, name, tried in _interpreters(script, resolver, path_env):
+            if path is None:
+                if not is_program(script.path):
+                    out.warnings.append(
+                        f"{script.path}: interpreter {name} not found (not a program directory:"
+                        " a warning, not a failure)"
+                    )
+                    continue
+                out.unresolved.append(
+                    Unresolved(script.path, script.path, name, Outcome.MISSING,
+                               "interpreter not found", tuple(tried), None, "interpreter")
+                )  # fmt: skip
+                continue
+            try:
+                real = resolver.root.resolve(path)
+            except RootError as exc:
+                out.unresolved.append(
+                    Unresolved(script.path, script.path, name, Outcome.FAILED, exc.problem,
+                               (path,), path, "interpreter")
+                )  # fmt: skip
+                continue
+            if real is None and not is_program(script.path):
+                out.warnings.append(f"{script.path}: interpreter {name} not found (not a program)")
+                continue
+            if real is None:
+                out.unresolved.append(
+                    Unresolved(script.path, script.path, name, Outcome.MISSING,
+                               "interpreter not found", (path,), None, "interpreter")
+                )  # fmt: skip
+                continue
+            if scan.in_trees(real):
+                continue  # scanned itself: an ELF is a root, a script has its own #!
+            out.add(path, real, (name,), script.path, "interpreter")
+            if real not in interp_loads:
+                try:
+                    interp_loads[real] = resolver.load(real)
+                except ElfError:
+                    interp_loads[real] = None  # a script interpreter that is itself a script
+                except DepminError as exc:
+                    out.warnings.append(f"{script.path}: interpreter {path}: {exc.problem}")
+                    interp_loads[real] = None
+            res = interp_loads[real]
+            if res is not None:
+                out.add_load(res, script.path)
+
+
+def _interpreters(
+    script: Script, resolver: Resolver, path_env: str
+) -> list[tuple[Optional[str], str, list[str]]]:
+    """(path found or None, name as written, paths tried) for a script's #! line."""
+    interp = script.interpreter
+    if not interp.startswith("/"):
+        return [(None, interp, [interp])]
+    found: list[tuple[Optional[str], str, list[str]]] = [(interp, interp, [interp])]
+    if os.path.basename(interp) == "env":
+        command = _env_command(script.argument)
+        if command is None:
+            return found
+        if "/" in command:
+            found.append((command, command, [command]))
+        else:
+            path, tried = find_on_path(resolver, command, path_env)
+            found.append((path, command, tried))
+    return found
+
+
+def _hints(
+    scan: ScanResult,
+    resolver: Resolver,
+    hints: Sequence[Hint],
+    loads: dict[str, LoadResult],
+    out: _Collector,
+) -> None:
+    """Hinted sonames are dlopened from the matching object (or by name from no object)."""
+    if not hints:
+        return
+    files = [e.path for e in scan.objects] + [s.path for s in scan.scripts]
+    for hint in hints:
+        matched = [f for f in files if hint.matches(f)]
+        if matched:
+            out.packages.extend((pkg, matched[0]) for pkg in hint.packages)
+        for f in matched:
+            for soname in hint.sonames:
+                elf = next((e for e in scan.objects if e.path == f), None)
+                if elf is not None:
+                    res = resolver.load_name(soname, f, _as_dlopen(elf))
+                else:
+                    res = resolver.load_name(soname)
+                if res is None:
+                    out.unresolved.append(
+                        Unresolved(f, f, soname, Outcome.MISSING,
+                                   f"declared in hints ({hint.pattern})", (), None, "hint")
+                    )  # fmt: skip
+                    continue
+                out.add_load(res, f)
+                if elf is None:
+                    main = res.objects[0]
+                    out.add(main.path, main.realpath, (soname,), f, "hint")

@@ -29,6 +29,7 @@ class Requirements:
     packages: tuple[PackageNeed, ...]  # sorted by package name
     in_trees: tuple[str, ...]  # needed libraries the scanned trees provide themselves
     unowned: tuple[str, ...]  # needed libraries outside the trees that no package owns
+    hinted_packages: tuple[str, ...] = ()  # packages a hints file asks for
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -65,4 +66,5 @@ def map_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:
     packages = tuple(
         PackageNeed(p, tuple(sorted(libs[p])), tuple(sorted(files[p]))) for p in sorted(libs)
     )
-    return Requirements(packages, tuple(sorted(in_trees)), tuple(sorted(unowned)))
+    hinted = tuple(sorted({pkg for pkg, _file in analysis.hinted_packages}))
+    return Requirements(packages, tuple(sorted(in_trees)), tuple(sorted(unowned)), hinted)

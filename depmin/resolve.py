@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Optional, Union
 
-from depmin.arch import Arch, arch_for
+from depmin.arch import Arch, all_arches, arch_for
+from depmin.dlopen import LIBGCC_S, dlopen_entries, glibc_version, nss_modules
 from depmin.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.errors import CacheError, DepminError, ElfError, RootError
 from depmin.ldcache import LdCache, load_ldcache
@@ -46,7 +47,16 @@ class Outcome(str, Enum):
     LOADED = "loaded"  # satisfied by an object already in the process
     MISSING = "missing"  # not found anywhere: ld.so reports "not found"
     FAILED = "failed"  # a candidate exists but the load would fail
-    IGNORED = "ignored"  # missing, but ld.so carries on (preload, auxiliary)
+    IGNORED = "ignored"  # missing, but ld.so carries on (preload, auxiliary, optional dlopen)
+    REPORTED = "reported"  # looked up only (a suggested dlopen): not loaded, not needed
+
+
+#: Request kinds that come from dlopen, not DT_NEEDED: the object found has no loader.
+DLOPEN_KINDS = frozenset(
+    {"dlopen-required", "dlopen-recommended", "dlopen-suggested", "glibc-dlopen", "nss", "hint"}
+)
+#: dlopen kinds whose absence the program survives (a warning, not a failure).
+OPTIONAL_KINDS = frozenset({"preload", "auxiliary", "dlopen-recommended", "glibc-dlopen", "nss"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,11 @@ class LoaderSettings:
     working_dir: Optional[str] = None  # for relative paths; None = unknown
     use_cache: bool = True
     check_isa: bool = True  # x86 GNU_PROPERTY_X86_ISA_1_NEEDED above isa_level fails
+    # Run-time loads beyond ld.so's start-up (off by default, so a load is what ldd shows;
+    # keep/plan turn them on):
+    dlopen_priorities: frozenset[str] = frozenset()  # .note.dlopen priorities to load
+    glibc_dlopens: bool = False  # libgcc_s.so.1 and NSS modules, dlopened by libc itself
+    nss_modules: Optional[tuple[str, ...]] = None  # None: from the root's nsswitch.conf
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class Request:
     tried: tuple[str, ...] = ()  # candidate paths, in order
     problem: Optional[str] = None
     path: Optional[str] = None  # the failing candidate for FAILED
+    expanded: Optional[str] = None  # DSTs substituted: the name ld.so keeps, matches and prints
 
 
 @dataclass(frozen=True)
@@ -287,6 +303,12 @@ class Resolver:
                 warnings.append(f"{exc} (ignored, as ld.so would)")
         text = root.read_text("/etc/ld.so.preload") or ""
         preload = tuple(text.replace(":", " ").split())
+        triplets = tuple(a.triplet for a in ([settings.arch] if settings.arch else all_arches()))
+        glibc = glibc_version(root, triplets)
+        if glibc is not None and glibc != settings.glibc:
+            settings = replace(settings, glibc=glibc)
+        if settings.nss_modules is None and settings.glibc_dlopens:
+            settings = replace(settings, nss_modules=nss_modules(root, settings.glibc))
         return cls(root, settings, cache, preload, tuple(warnings))
 
     # file access, cached ---------------------------------------------------------------
@@ -380,13 +402,16 @@ class Resolver:
 
     # loading -------------------------------------------------------------------------------
 
-    def load(self, path: str, *, dlopen: bool = False) -> LoadResult:
+    def load(
+        self, path: str, *, dlopen: bool = False, extra: tuple[str, ...] = ()
+    ) -> LoadResult:
         """Simulate running ``path`` (or, with ``dlopen``, opening it by path).
 
         ``path`` is root-relative.  As a program, $ORIGIN of the main object is its
         canonical directory; as a dlopened object it is the directory as opened,
-        and the object has no loader.  Raises DepminError only when the main file
-        itself cannot be read as ELF.
+        and the object has no loader.  ``extra`` names are dlopened by the main
+        object once its dependencies are loaded (user hints).  Raises DepminError
+        only when the main file itself cannot be read as ELF.
         """
         try:
             real = self.root.resolve(path)
@@ -401,8 +426,46 @@ class Resolver:
         if arch is None:
             raise ElfError(path, f"unsupported machine {main_elf.machine}", "bad-header")
         st = self.root.lstat(real)
-        run = _Load(self, arch, path, real, main_elf, (st.st_dev, st.st_ino), dlopen)
+        run = _Load(self, arch, path, real, main_elf, (st.st_dev, st.st_ino), dlopen, extra)
         return run.run()
+
+    def load_name(
+        self, name: str, caller: Optional[str] = None, caller_dlopen: bool = True
+    ) -> Optional[LoadResult]:
+        """dlopen ``name`` from ``caller`` (a scanned object), or by name from no object.
+
+        With a caller the result is the caller's whole load plus the named object;
+        without one (a Python module using ctypes) the library is looked up in the
+        cache and the system directories and loaded as opened by path.
+        Returns None when the name is not found.
+        """
+        if caller is not None:
+            res = self.load(caller, dlopen=caller_dlopen, extra=(name,))
+            ok = any(r.kind == "hint" and r.target is not None for r in res.requests)
+            return res if ok else None
+        arch = self.settings.arch or self.default_arch()
+        if arch is None:
+            return None
+        cands: list[str] = []
+        if self.ldcache is not None and self.settings.use_cache:
+            hit = self.ldcache.lookup(
+                name, arch.cache_flags, arch.active_hwcaps(self.settings.isa_level),
+                self.settings.glibc < (2, 40),
+            )  # fmt: skip
+            if hit:
+                cands.append(hit)
+        cands += [d + name for d in arch.system_dirs]
+        for path in cands:
+            if self._candidate(path, arch).verdict == "ok":
+                return self.load(path, dlopen=True)
+        return None
+
+    def default_arch(self) -> Optional[Arch]:
+        """The architecture whose libc the root has, for loads with no object to go by."""
+        for a in all_arches():
+            if self.root.resolve(f"/lib/{a.triplet}/libc.so.6") is not None:
+                return a
+        return None
 
 
 @dataclass
@@ -416,6 +479,7 @@ class _Load:
     main_elf: ElfFile
     main_ident: tuple[int, int]
     dlopen: bool
+    extra: tuple[str, ...] = ()  # names the main object dlopens (hints)
     objects: list[LoadedObject] = field(default_factory=list)
     names: list[list[str]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -437,7 +501,12 @@ class _Load:
             idx = self._request(0, name, "preload")
             if idx is not None and idx not in queue:
                 queue.append(idx)
-        head = 0
+        self._bfs(queue, 0)
+        self._dlopen_phase(queue)
+        return self._result()
+
+    def _bfs(self, queue: list[int], head: int) -> None:
+        """Walk the queue from ``head``, appending every newly loaded object."""
         while head < len(queue):
             idx = queue[head]
             head += 1
@@ -454,7 +523,76 @@ class _Load:
                     got = self._request(idx, name, kind)
                     if got is not None and got >= before:
                         queue.append(got)
-        return self._result()
+
+    def _dlopen_phase(self, queue: list[int]) -> None:
+        """Loads no DT_NEEDED shows: .note.dlopen entries, glibc's own dlopens, extra names.
+
+        Each object is visited once; what its dlopens load is resolved (breadth
+        first again) and visited in turn, until nothing new appears.
+        """
+        settings = self.res.settings
+        visited = 0
+        while visited < len(self.objects):
+            new: list[int] = []
+            for idx in range(visited, len(self.objects)):
+                obj = self.objects[idx]
+                if obj.step is Step.INTERPRETER:
+                    continue
+                entries, problems = dlopen_entries(obj.elf)
+                self.notes.extend(f"{p} (dlopen note ignored)" for p in problems)
+                for entry in entries:
+                    kind = f"dlopen-{entry.priority}"
+                    if entry.priority in settings.dlopen_priorities:
+                        new.append(self._request_any(idx, entry.sonames, kind))
+                    else:
+                        self._report(idx, entry.sonames, kind)
+                if settings.glibc_dlopens and obj.elf.soname == "libc.so.6":
+                    new.append(self._request_any(idx, (LIBGCC_S,), "glibc-dlopen"))
+                    for module in settings.nss_modules or ():
+                        new.append(self._request_any(idx, (module,), "nss"))
+                if idx == 0:
+                    for name in self.extra:
+                        new.append(self._request_any(0, (name,), "hint"))
+            visited = len(self.objects)
+            fresh = [i for i in new if i >= 0 and i not in queue]
+            queue.extend(fresh)
+            self._bfs(queue, len(queue) - len(fresh))
+
+    def _request_any(self, requester: int, names: tuple[str, ...], kind: str) -> int:
+        """dlopen the first of ``names`` that loads; one record of failure if none does."""
+        mark = len(self.requests)
+        for name in names:
+            got = self._request(requester, name, kind)
+            if got is not None:
+                del self.requests[mark:-1]  # earlier alternatives were only tried
+                return got
+        if len(names) > 1:
+            tried = tuple(p for r in self.requests[mark:] for p in r.tried)
+            failed = [r for r in self.requests[mark:] if r.outcome is Outcome.FAILED]
+            del self.requests[mark:]
+            if failed:
+                self.requests.append(failed[0])
+            else:
+                self._unresolved(requester, "|".join(names), kind, tried, None)
+        return -1
+
+    def _report(self, requester: int, names: tuple[str, ...], kind: str) -> None:
+        """A suggested dlopen: say where it would be found, load nothing."""
+        for name in names:
+            hit = self.by_name.get(name)
+            if hit is not None:
+                path = self.objects[hit].path
+                self.requests.append(Request(requester, name, kind, Outcome.REPORTED, path=path))
+                return
+            for step, path in self._search(name, requester):
+                if self.res._candidate(path, self.arch).verdict == "ok":
+                    self.requests.append(
+                        Request(requester, name, kind, Outcome.REPORTED, step, path=path)
+                    )
+                    return
+        self.requests.append(
+            Request(requester, "|".join(names), kind, Outcome.REPORTED, problem="not found")
+        )
 
     def _result(self, static: bool = False) -> LoadResult:
         objs = tuple(
@@ -549,7 +687,15 @@ class _Load:
         hit = self.by_name.get(expanded)
         if hit is not None:
             self.requests.append(
-                Request(requester, name, kind, Outcome.LOADED, Step.ALREADY_LOADED, hit)
+                Request(
+                    requester,
+                    name,
+                    kind,
+                    Outcome.LOADED,
+                    Step.ALREADY_LOADED,
+                    hit,
+                    expanded=expanded,
+                )
             )
             return hit
         if "/" in expanded:
@@ -559,7 +705,7 @@ class _Load:
                 if wd is None:
                     self.notes.append(f"{name}: relative path and unknown working directory")
                     return self._unresolved(
-                        requester, name, kind, (path,), "unknown working directory"
+                        requester, name, kind, (path,), "unknown working directory", expanded
                     )
                 path = os.path.normpath(os.path.join(wd, path))
             return self._try(requester, name, expanded, kind, [(Step.DIRECT_PATH, path)])
@@ -591,6 +737,7 @@ class _Load:
                         tuple(tried),
                         cand.problem,
                         cand.realpath,
+                        expanded,
                     )
                 )
                 return None
@@ -599,22 +746,49 @@ class _Load:
             if same is not None:
                 self._alias(same, expanded)
                 self.requests.append(
-                    Request(requester, name, kind, Outcome.LOADED, step, same, tuple(tried))
+                    Request(
+                        requester,
+                        name,
+                        kind,
+                        Outcome.LOADED,
+                        step,
+                        same,
+                        tuple(tried),
+                        expanded=expanded,
+                    )
                 )
                 return same
-            idx = self._add(path, cand.realpath, cand.ident, cand.elf, requester, step, expanded)
+            loader = None if kind in DLOPEN_KINDS else requester  # dlopen: no loader
+            idx = self._add(path, cand.realpath, cand.ident, cand.elf, loader, step, expanded)
             self.requests.append(
-                Request(requester, name, kind, Outcome.FOUND, step, idx, tuple(tried))
+                Request(
+                    requester,
+                    name,
+                    kind,
+                    Outcome.FOUND,
+                    step,
+                    idx,
+                    tuple(tried),
+                    expanded=expanded,
+                )
             )
             return idx
-        return self._unresolved(requester, name, kind, tuple(tried), None)
+        return self._unresolved(requester, name, kind, tuple(tried), None, expanded)
 
     def _unresolved(
-        self, requester: int, name: str, kind: str, tried: tuple[str, ...], problem: Optional[str]
+        self,
+        requester: int,
+        name: str,
+        kind: str,
+        tried: tuple[str, ...],
+        problem: Optional[str],
+        expanded: Optional[str] = None,
     ) -> Optional[int]:
         """Record a request nothing satisfies; returns None for the caller to pass on."""
-        outcome = Outcome.IGNORED if kind in ("preload", "auxiliary") else Outcome.MISSING
-        self.requests.append(Request(requester, name, kind, outcome, None, None, tried, problem))
+        outcome = Outcome.IGNORED if kind in OPTIONAL_KINDS else Outcome.MISSING
+        self.requests.append(
+            Request(requester, name, kind, outcome, None, None, tried, problem, expanded=expanded)
+        )
         return None
 
     # the search order ------------------------------------------------------------------------

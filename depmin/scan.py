@@ -153,7 +153,8 @@ def _classify(
         skipped.append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
         return
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
             skipped.append(Skipped(rel, "no longer a regular file", True))
             return
         head = os.pread(fd, _HEAD, 0)
@@ -172,7 +173,9 @@ def _classify(
                 skipped.append(Skipped(rel, f"{kind}: the loader cannot load it"))
         else:
             she = parse_shebang(head)
-            if she is not None:
+            # The kernel honours #! only when it executes the file: a 0644 module
+            # with a #! line is read by an interpreter, never run through it.
+            if she is not None and mode & 0o111:
                 scripts.append(Script(rel, she[0], she[1]))
     except OSError as exc:
         skipped.append(Skipped(rel, f"cannot read: {exc.strerror}", True))
