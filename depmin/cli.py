@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import click
 
+from depmin import __version__
 from depmin.errors import EXIT_INTERNAL, DepminError
 
 if TYPE_CHECKING:
@@ -182,7 +183,7 @@ def run_options(*groups: list[Any]) -> Callable[[F], F]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="depmin")
+@click.version_option(version=__version__, prog_name="depmin")
 def main() -> None:
     """Decide which Debian packages the software in /usr/local needs, without running it.
 
@@ -556,3 +557,31 @@ def apply(opts: RunOptions, do_purge: bool, dry_run: bool, check_with_apt: bool)
         if proc.returncode != 0:
             tail = proc.stderr.strip()[-800:]
             raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}")
+
+
+@main.command()
+@run_options(_TREES, _LOADER)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report (schema depmin.verify/1).")
+@handle_errors
+def verify(opts: RunOptions, as_json: bool) -> None:
+    """Check that everything in PATH... can still run: run it after a purge.
+
+    Every ELF object must resolve (nothing missing, nothing that would fail to
+    load, including required .note.dlopen entries) and every program script's
+    interpreter must exist.  Exit status 1 with a report naming each problem.
+    """
+    from depmin.report import verify_json
+
+    r, analysis = _analyse(RunOptions(**{**opts.__dict__, "allow_missing": True}), quiet=as_json)
+    if as_json:
+        emit_json(verify_json(r, analysis))
+    else:
+        scan = analysis.scan
+        click.echo(
+            f"{len(scan.objects)} ELF objects and {len(scan.scripts)} scripts checked: "
+            + ("all resolve" if analysis.ok else f"{len(analysis.unresolved)} problems")
+        )
+    if not analysis.ok:
+        from depmin.errors import EXIT_UNRESOLVED
+
+        sys.exit(EXIT_UNRESOLVED)

@@ -361,9 +361,7 @@ def _order(byteorder: str) -> str:
     return "<" if byteorder == "little" else ">"
 
 
-def parse_ldcache(
-    data: bytes, name: str = "/etc/ld.so.cache", default_byteorder: str = "little"
-) -> LdCache:
+def parse_ldcache(data: bytes, name: str = "/etc/ld.so.cache", default_byteorder: str = "little") -> LdCache:
     """Parse a whole cache file.
 
     ``default_byteorder`` applies where the file does not say: the old table, and a
@@ -439,9 +437,7 @@ def _parse_new(reader: _Reader, base: int, default: str, shape: str) -> LdCache:
     return LdCache(tuple(entries), subdirs, generator, shape, byteorder)
 
 
-def _parse_extensions(
-    reader: _Reader, ext_offset: int, order: str
-) -> tuple[str | None, tuple[str, ...]]:
+def _parse_extensions(reader: _Reader, ext_offset: int, order: str) -> tuple[str | None, tuple[str, ...]]:
     """The extension directory; its offsets count from the start of the *file*.
 
     So do the hwcaps name offsets, as glibc 2.36 reads them (ld.so and
@@ -460,9 +456,7 @@ def _parse_extensions(
         raise reader.fail(f"extension directory of {count} sections runs past the end")
     sections: dict[int, tuple[int, int]] = {}
     for i in range(count):
-        tag, _flags, offset, size = struct.unpack_from(
-            order + "IIII", reader.data, ext_offset + 8 + i * 16
-        )
+        tag, _flags, offset, size = struct.unpack_from(order + "IIII", reader.data, ext_offset + 8 + i * 16)
         if offset + size > len(reader.data):
             raise reader.fail(f"extension section {i} (tag {tag}) runs past the end")
         if tag in (EXT_TAG_GENERATOR, EXT_TAG_GLIBC_HWCAPS):

@@ -37,11 +37,16 @@ class Requirements:
 
 
 def file_owners(db: DpkgDatabase, path: str, realpath: str) -> tuple[str, ...]:
-    """Owners of a needed file by its opened path, else by its canonical path."""
+    """Owners of the path ld.so opened and of the file it leads to, sorted.
+
+    Both must stay: llvm-14-dev ships /usr/lib/llvm-14/lib/libLLVM-14.so.1, the
+    link that $ORIGIN/../lib finds, while libllvm14 ships the file it points to.
+    """
     try:
-        return db.owners_of_file(path) or db.owners(realpath)
+        opened = db.owners_of_file(path)
     except RootError:
-        return db.owners(realpath)
+        opened = ()
+    return tuple(sorted(set(opened) | set(db.owners(realpath))))
 
 
 def map_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:

@@ -28,6 +28,7 @@ def _unresolved(analysis: Analysis) -> list[dict[str, Any]]:
             "problem": u.problem,
             "path": u.path,
             "tried": list(u.tried),
+            "kind": u.kind,
         }
         for u in analysis.unresolved
     ]
@@ -187,3 +188,19 @@ def plan_text(req: Requirements, plan: Plan, graph: PackageGraph, warnings: list
     for w in warnings:
         lines.append(f"warning: {w}")
     return lines
+
+
+VERIFY_SCHEMA = "depmin.verify/1"
+
+
+def verify_json(root: Root, analysis: Analysis) -> dict[str, Any]:
+    return {
+        "schema": VERIFY_SCHEMA,
+        "root": root.top,
+        "trees": list(analysis.scan.trees),
+        "ok": analysis.ok,
+        "objects": len(analysis.scan.objects),
+        "scripts": len(analysis.scan.scripts),
+        "unresolved": _unresolved(analysis),
+        "warnings": list(analysis.warnings),
+    }
