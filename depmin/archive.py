@@ -19,10 +19,9 @@ import lzma
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Optional
+from typing import IO, Callable, Optional
 
 from depmin.rootfs import Root
 
@@ -54,16 +53,21 @@ class ArchiveIndex:
         return tuple(r for r in self.records if r.name == name and (r.arch in (arch, "all")))
 
 
-def _decompress(host_path: str) -> bytes:
-    if host_path.endswith(".gz"):
-        with gzip.open(host_path) as f:
-            return f.read()
-    if host_path.endswith(".xz"):
-        with lzma.open(host_path) as f:
-            return f.read()
-    if host_path.endswith(".bz2"):
-        with bz2.open(host_path) as f:
-            return f.read()
+_CHUNK = 1 << 20
+
+
+def _chunks(host_path: str) -> Iterator[bytes]:
+    """The decompressed bytes of a list, 1 MiB at a time (a list is ~50 MB unpacked)."""
+    openers: dict[str, Callable[[str], IO[bytes]]] = {
+        ".gz": lambda p: gzip.open(p, "rb"),
+        ".xz": lambda p: lzma.open(p, "rb"),
+        ".bz2": lambda p: bz2.open(p, "rb"),
+    }
+    opener = openers.get(os.path.splitext(host_path)[1])
+    if opener is not None:
+        with opener(host_path) as f:
+            yield from iter(lambda: f.read(_CHUNK), b"")
+        return
     if host_path.endswith((".lz4", ".zst")):
         helper = "/usr/lib/apt/apt-helper"
         tool = [helper, "cat-file"] if os.access(helper, os.X_OK) else None
@@ -73,13 +77,27 @@ def _decompress(host_path: str) -> bytes:
             if found is None:
                 raise OSError(f"no decompressor for {os.path.basename(host_path)}")
             tool = [found]
-        # A temporary file is much faster than reading 50 MB through a pipe.
-        with tempfile.TemporaryFile() as out:
-            subprocess.run(tool + [host_path], check=True, stdout=out, stderr=subprocess.PIPE)
-            out.seek(0)
-            return out.read()
+        with subprocess.Popen(
+            tool + [host_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=_CHUNK
+        ) as proc:
+            assert proc.stdout is not None
+            yield from iter(lambda: proc.stdout.read(_CHUNK), b"")  # type: ignore[union-attr]
+        if proc.returncode != 0:
+            raise OSError(f"{tool[0]} exited with status {proc.returncode}")
+        return
     with open(host_path, "rb") as f:
-        return f.read()
+        yield from iter(lambda: f.read(_CHUNK), b"")
+
+
+def _stanzas(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Stanzas of a deb822 byte stream, split on blank lines across chunk boundaries."""
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n\n")
+        rest = parts.pop()
+        yield from parts
+    if rest.strip():
+        yield rest
 
 
 def _flag(value: Optional[str]) -> Optional[bool]:
@@ -88,13 +106,13 @@ def _flag(value: Optional[str]) -> Optional[bool]:
     return value.strip().lower() == "yes"
 
 
-def _parse(data: bytes, wanted: frozenset[str]) -> Iterable[ArchiveRecord]:
+def _parse(stanzas: Iterable[bytes], wanted: frozenset[str]) -> Iterable[ArchiveRecord]:
     """Only stanzas of wanted packages are parsed: a list holds ~60,000 of them.
 
     Splitting the bytes is done in C; only wanted stanzas are decoded.
     """
     keys = {n.encode() for n in wanted}
-    for raw in data.split(b"\n\n"):
+    for raw in stanzas:
         raw = raw.lstrip(b"\n")
         if raw[8 : raw.find(b"\n")].strip() not in keys or not raw.startswith(b"Package:"):
             continue
@@ -138,10 +156,10 @@ def load_archive_index(
             continue
         rel = real.rstrip("/") + "/" + name
         try:
-            data = _decompress(root.host(rel))
-        except (OSError, subprocess.CalledProcessError, EOFError, lzma.LZMAError) as exc:
+            found = list(_parse(_stanzas(_chunks(root.host(rel))), wanted_set))
+        except (OSError, EOFError, lzma.LZMAError) as exc:
             warnings.append(f"{rel}: cannot read package list: {exc}")
             continue
         files.append(rel)
-        records.extend(_parse(data, wanted_set))
+        records.extend(found)
     return ArchiveIndex(tuple(records), tuple(files), tuple(warnings))
