@@ -44,27 +44,40 @@ Example::
 
 from __future__ import annotations
 
-from depmin.api import (
-    PackageState,
-    find_needs,
-    find_requirements,
-    load_package_state,
-    scan_trees,
-)
-from depmin.autoremove import Marking, mark_and_sweep
-from depmin.dpkg import DpkgDatabase, load_dpkg_database
-from depmin.elf import ElfFile, read_elf_path
-from depmin.errors import DepminError
-from depmin.ldcache import LdCache, load_ldcache
-from depmin.needs import Analysis
-from depmin.owners import Requirements
-from depmin.pkggraph import PackageGraph, Policy
-from depmin.plan import Plan, make_plan
-from depmin.resolve import LoaderSettings, LoadResult, Resolver
-from depmin.rootfs import Root
-from depmin.scan import ScanResult
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> module that defines it.  Imported on first use (PEP 562) so that
+#: ``depmin --help`` and small runs do not pay for modules they never touch.
+_EXPORTS = {
+    "PackageState": "depmin.api",
+    "find_needs": "depmin.api",
+    "find_requirements": "depmin.api",
+    "load_package_state": "depmin.api",
+    "scan_trees": "depmin.api",
+    "Marking": "depmin.autoremove",
+    "mark_and_sweep": "depmin.autoremove",
+    "DpkgDatabase": "depmin.dpkg",
+    "load_dpkg_database": "depmin.dpkg",
+    "ElfFile": "depmin.elf",
+    "read_elf_path": "depmin.elf",
+    "DepminError": "depmin.errors",
+    "LdCache": "depmin.ldcache",
+    "load_ldcache": "depmin.ldcache",
+    "Analysis": "depmin.needs",
+    "Requirements": "depmin.owners",
+    "PackageGraph": "depmin.pkggraph",
+    "Policy": "depmin.pkggraph",
+    "Plan": "depmin.plan",
+    "make_plan": "depmin.plan",
+    "LoaderSettings": "depmin.resolve",
+    "LoadResult": "depmin.resolve",
+    "Resolver": "depmin.resolve",
+    "Root": "depmin.rootfs",
+    "ScanResult": "depmin.scan",
+}
 
 __all__ = [
     "Analysis",
@@ -93,3 +106,38 @@ __all__ = [
     "read_elf_path",
     "scan_trees",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'depmin' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:
+    from depmin.api import (
+        PackageState,
+        find_needs,
+        find_requirements,
+        load_package_state,
+        scan_trees,
+    )
+    from depmin.autoremove import Marking, mark_and_sweep
+    from depmin.dpkg import DpkgDatabase, load_dpkg_database
+    from depmin.elf import ElfFile, read_elf_path
+    from depmin.errors import DepminError
+    from depmin.ldcache import LdCache, load_ldcache
+    from depmin.needs import Analysis
+    from depmin.owners import Requirements
+    from depmin.pkggraph import PackageGraph, Policy
+    from depmin.plan import Plan, make_plan
+    from depmin.resolve import LoaderSettings, LoadResult, Resolver
+    from depmin.rootfs import Root
+    from depmin.scan import ScanResult

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Callable, Optional
+from typing import IO, Callable, Optional, cast
 
 from depmin.rootfs import Root
 
@@ -59,9 +59,9 @@ _CHUNK = 1 << 20
 def _chunks(host_path: str) -> Iterator[bytes]:
     """The decompressed bytes of a list, 1 MiB at a time (a list is ~50 MB unpacked)."""
     openers: dict[str, Callable[[str], IO[bytes]]] = {
-        ".gz": lambda p: gzip.open(p, "rb"),
-        ".xz": lambda p: lzma.open(p, "rb"),
-        ".bz2": lambda p: bz2.open(p, "rb"),
+        ".gz": lambda p: cast(IO[bytes], gzip.open(p, "rb")),
+        ".xz": lambda p: cast(IO[bytes], lzma.open(p, "rb")),
+        ".bz2": lambda p: cast(IO[bytes], bz2.open(p, "rb")),
     }
     opener = openers.get(os.path.splitext(host_path)[1])
     if opener is not None:

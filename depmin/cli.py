@@ -336,13 +336,15 @@ class _PlanRun:
     warnings: list[str]
 
 
-def _full_plan(opts: RunOptions, quiet: bool = False) -> _PlanRun:
+def _full_plan(
+    opts: RunOptions, quiet: bool = False, done: Optional[tuple[Root, Analysis]] = None
+) -> _PlanRun:
     """Every step up to the plan, with the warnings the plan should show."""
     from depmin.api import find_requirements, load_package_state
     from depmin.plan import make_plan, required_keys
     from depmin.warnings import plan_warnings
 
-    r, analysis = _analyse(opts, quiet)
+    r, analysis = done or _analyse(opts, quiet)
     state = load_package_state(r, opts.overrides)
     req = find_requirements(analysis, state.db)
     keys, _ = required_keys(state.graph, req.names)
@@ -389,7 +391,17 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
         else:
             _emit_list(names, nul)
         return
-    p = _full_plan(opts, quiet=as_json)
+    done = _analyse(opts, quiet=as_json)
+    r, analysis = done
+    if not opts.keep and not analysis.hinted_packages and all(lib.in_trees for lib in analysis.libraries):
+        # Nothing outside the trees is needed: the minimal list is empty whatever apt's
+        # state, so the package database and apt configuration are not even read.
+        if as_json:
+            from depmin.owners import Requirements
+
+            emit_json(keep_json(r, analysis, Requirements((), (), ()), [], None, None))
+        return
+    p = _full_plan(opts, quiet=as_json, done=done)
     g = p.state.graph
     names = [g.display_name(k) for k in p.plan.keep]
     if as_json:
