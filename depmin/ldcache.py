@@ -400,10 +400,8 @@ def _parse_old_or_compat(reader: _Reader, default: str) -> LdCache:
     entries = []
     for i in range(nlibs):
         flags, key, value = struct.unpack_from(default + "iII", data, _OLD_HEADER + i * _OLD_ENTRY)
-        entries.append(
-            CacheEntry(reader.string(base, key, "key"), reader.string(base, value, "value"),
-                       flags, 0, 0)
-        )  # fmt: skip
+        key_text, value_text = reader.string(base, key, "key"), reader.string(base, value, "value")
+        entries.append(CacheEntry(key_text, value_text, flags, 0, 0))
     return LdCache(tuple(entries), (), None, "old", "little" if default == "<" else "big")
 
 
@@ -428,10 +426,8 @@ def _parse_new(reader: _Reader, base: int, default: str, shape: str) -> LdCache:
         eflags, key, value, osversion, hwcap = struct.unpack_from(
             order + "iIIIQ", data, first + i * _NEW_ENTRY
         )
-        entries.append(
-            CacheEntry(reader.string(base, key, "key"), reader.string(base, value, "value"),
-                       eflags, osversion, hwcap)
-        )  # fmt: skip
+        key_text, value_text = reader.string(base, key, "key"), reader.string(base, value, "value")
+        entries.append(CacheEntry(key_text, value_text, eflags, osversion, hwcap))
     generator, subdirs = _parse_extensions(reader, ext_offset, order)
     byteorder = "little" if order == "<" else "big"
     return LdCache(tuple(entries), subdirs, generator, shape, byteorder)

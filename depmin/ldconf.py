@@ -265,7 +265,10 @@ def parse_ld_so_conf(root: Root, path: str = "/etc/ld.so.conf") -> LdSoConf:
     directory seen again under another name (same st_dev, st_ino) keeps its
     first position and spelling.  An existing path that is not a directory stays
     in the list with a warning, as in ldconfig's (it contributes no library).  A
-    missing ``path`` gives no directories.
+    missing ``path`` gives no directories.  Include cycles terminate: every file is
+    read once, and an include of a file still being read is skipped with a
+    ConfigError in ``warnings`` (ldconfig recurses until it runs out of file
+    descriptors and lists the same directories in the same order).
     """
     walker = _Walker(root)
     walker.parse_file(path, path)

@@ -447,7 +447,8 @@ class Resolver:
         if arch is None:
             return None
         cands: list[str] = []
-        if self.ldcache is not None and self.settings.use_cache:
+        order = "little" if arch.data == 1 else "big"
+        if self.ldcache is not None and self.settings.use_cache and self.ldcache.byteorder == order:
             hit = self.ldcache.lookup(
                 name, arch.cache_flags, arch.active_hwcaps(self.settings.isa_level),
                 self.settings.glibc < (2, 40),
@@ -843,7 +844,8 @@ class _Load:
                 for p in res._prefixes(d, arch):
                     yield Step.RUNPATH, d + p + name
         nodeflib = req.elf.nodeflib
-        if res.ldcache is not None and res.settings.use_cache:
+        order = "little" if arch.data == 1 else "big"
+        if res.ldcache is not None and res.settings.use_cache and res.ldcache.byteorder == order:
             hit = res.ldcache.lookup(
                 name,
                 arch.cache_flags,

@@ -71,9 +71,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 def ldconfig_p(cache_file: str) -> list[str]:
     """``ldconfig -p`` output lines for a cache file (exit status must be 0)."""
     assert LDCONFIG is not None
-    proc = subprocess.run(
-        [LDCONFIG, "-p", "-C", cache_file], env=C_ENV, capture_output=True, check=True
-    )
+    proc = subprocess.run([LDCONFIG, "-p", "-C", cache_file], env=C_ENV, capture_output=True, check=True)
     return proc.stdout.decode("utf-8", "surrogateescape").splitlines()
 
 
@@ -96,9 +94,7 @@ def supported_hwcaps() -> tuple[str, ...]:
     return tuple(n for n in BUILTIN_HWCAPS if re.search(rf"^\s+{n} \(supported", out, re.M))
 
 
-def loader_lookups(
-    root: Path, names: Sequence[str], mask: Sequence[str] = ()
-) -> dict[str, str | None]:
+def loader_lookups(root: Path, names: Sequence[str], mask: Sequence[str] = ()) -> dict[str, str | None]:
     """What the real ld.so's cache lookup returns for each name, in a chroot.
 
     ``mask`` limits the built-in glibc-hwcaps names (none when empty).  Names the
@@ -638,9 +634,7 @@ def test_targeted_corruptions(small_caches: dict[str, bytes]) -> None:
 
 @given(data=st.data())
 @FUZZ
-def test_fuzzed_caches_raise_only_cache_error(
-    small_caches: dict[str, bytes], data: st.DataObject
-) -> None:
+def test_fuzzed_caches_raise_only_cache_error(small_caches: dict[str, bytes], data: st.DataObject) -> None:
     blob = bytearray(small_caches[data.draw(st.sampled_from(["new", "compat", "old"]))])
     for _ in range(data.draw(st.integers(0, 6))):
         pos = data.draw(st.integers(0, len(blob) - 1))
