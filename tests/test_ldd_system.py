@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -56,20 +57,20 @@ def _compare(files: list[str]) -> tuple[int, list[str]]:
 
 
 @pytest.mark.parametrize("top", ["/usr/bin", "/usr/sbin", "/usr/lib/x86_64-linux-gnu"])
-def test_system_trees_match_ldd(top: str) -> None:
+def test_system_trees_match_ldd(top: str, report: Callable[[str], None]) -> None:
     files = _elf_files(top)
     assert files, f"no ELF files in {top}?"
     count, mismatches = _compare(files)
-    print(f"{top}: compared {count} ELF files with ldd")
+    report(f"ldd vs depmin: {top}: {count} ELF files compared, {len(mismatches)} differ")
     assert not mismatches, "\n".join(mismatches[:20])
 
 
 @pytest.mark.parametrize("version", pyenv_versions(), ids=lambda p: p.name)
-def test_pyenv_cpython_trees_match_ldd(version: Path) -> None:
+def test_pyenv_cpython_trees_match_ldd(version: Path, report: Callable[[str], None]) -> None:
     files = _elf_files(str(version))
     assert files
     count, mismatches = _compare(files)
-    print(f"{version}: compared {count} ELF files with ldd")
+    report(f"ldd vs depmin: {version}: {count} ELF files compared, {len(mismatches)} differ")
     assert not mismatches, "\n".join(mismatches[:20])
 
 
