@@ -13,14 +13,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from depmin.autoremove import read_auto_marks
-from depmin.errors import AptError
+from depmin.errors import AptError, DepminError
 from depmin.pkggraph import PackageGraph
 from depmin.rootfs import Root
 
@@ -28,14 +29,30 @@ EXTENDED_STATES = "/var/lib/apt/extended_states"
 _LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")
 
 
-def manual_set(root: Root, graph: PackageGraph, path: str = EXTENDED_STATES) -> list[str]:
+def manual_set(
+    root: Root,
+    graph: PackageGraph,
+    path: str = EXTENDED_STATES,
+    warn: Optional[Callable[[str], None]] = None,
+) -> list[str]:
     """Installed packages not marked auto, named as ``apt-mark showmanual`` prints them.
 
     apt prints the bare name for the native architecture (and all), even for
-    Multi-Arch: same packages, and ``name:arch`` only for foreign ones.
+    Multi-Arch: same packages, and ``name:arch`` only for foreign ones.  Like apt,
+    a missing file (or a directory) means no marks, but one that cannot be read
+    is an error; malformed stanzas are skipped and described to ``warn``.
     """
-    text = root.read_text(path) or ""
-    auto = read_auto_marks(text, graph)
+    text, host = "", path
+    resolved = root.resolve(path)
+    if resolved is not None and not stat.S_ISDIR(root.lstat(resolved).st_mode):
+        host = root.host(resolved)
+        try:
+            fd = root.open_regular(resolved)
+            with os.fdopen(fd, "rb") as f:
+                text = f.read().decode("utf-8", "surrogateescape")
+        except OSError as exc:
+            raise DepminError(f"cannot read: {exc.strerror or exc}", host) from None
+    auto = read_auto_marks(text, graph, host, warn)
     return sorted({apt_print_name(graph, k) for k in graph.nodes if k not in auto})
 
 
@@ -150,8 +167,14 @@ def apply_marks(root: Root, graph: PackageGraph, manual_names: Sequence[str]) ->
     states = root.resolve(EXTENDED_STATES)
     backup: Optional[bytes] = None
     if states is not None:
-        with open(root.host(states), "rb") as f:
-            backup = f.read()
+        try:  # never a plain open: a FIFO would block, a directory would escape as a bug
+            fd = root.open_regular(states)
+            with os.fdopen(fd, "rb") as f:
+                backup = f.read()
+        except OSError as exc:
+            raise AptError(
+                f"cannot back up {root.host(states)}: {exc.strerror or exc}; nothing was changed"
+            ) from None
     names = sorted({n.apt_name for n in graph.nodes.values()})
     steps = [["apt-mark", "auto", *names]]
     if manual_names:

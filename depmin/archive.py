@@ -19,10 +19,13 @@ import lzma
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import IO, Callable, Optional, cast
 
+from depmin.errors import DepminError
 from depmin.rootfs import Root
 
 _SUFFIXES = ("", ".gz", ".xz", ".bz2", ".lz4", ".zst")
@@ -50,43 +53,65 @@ class ArchiveIndex:
     warnings: tuple[str, ...] = ()
 
     def for_package(self, name: str, arch: str) -> tuple[ArchiveRecord, ...]:
-        return tuple(r for r in self.records if r.name == name and (r.arch in (arch, "all")))
+        return tuple(r for r in self._by_name().get(name, ()) if r.arch in (arch, "all"))
+
+    def _by_name(self) -> Mapping[str, tuple[ArchiveRecord, ...]]:
+        """Records grouped by package name, built on first use (one lookup per package)."""
+        cached: Optional[Mapping[str, tuple[ArchiveRecord, ...]]] = self.__dict__.get("_index")
+        if cached is None:
+            groups: dict[str, list[ArchiveRecord]] = {}
+            for r in self.records:
+                groups.setdefault(r.name, []).append(r)
+            cached = MappingProxyType({k: tuple(v) for k, v in groups.items()})
+            object.__setattr__(self, "_index", cached)
+        return cached
 
 
 _CHUNK = 1 << 20
 
 
-def _chunks(host_path: str) -> Iterator[bytes]:
-    """The decompressed bytes of a list, 1 MiB at a time (a list is ~50 MB unpacked)."""
-    openers: dict[str, Callable[[str], IO[bytes]]] = {
-        ".gz": lambda p: cast(IO[bytes], gzip.open(p, "rb")),
-        ".xz": lambda p: cast(IO[bytes], lzma.open(p, "rb")),
-        ".bz2": lambda p: cast(IO[bytes], bz2.open(p, "rb")),
-    }
-    opener = openers.get(os.path.splitext(host_path)[1])
-    if opener is not None:
-        with opener(host_path) as f:
-            yield from iter(lambda: f.read(_CHUNK), b"")
-        return
-    if host_path.endswith((".lz4", ".zst")):
-        helper = "/usr/lib/apt/apt-helper"
-        tool = [helper, "cat-file"] if os.access(helper, os.X_OK) else None
-        if tool is None:
-            name = "lz4cat" if host_path.endswith(".lz4") else "zstdcat"
-            found = shutil.which(name)
-            if found is None:
-                raise OSError(f"no decompressor for {os.path.basename(host_path)}")
-            tool = [found]
-        with subprocess.Popen(
-            tool + [host_path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=_CHUNK
-        ) as proc:
-            assert proc.stdout is not None
-            yield from iter(lambda: proc.stdout.read(_CHUNK), b"")  # type: ignore[union-attr]
-        if proc.returncode != 0:
-            raise OSError(f"{tool[0]} exited with status {proc.returncode}")
-        return
-    with open(host_path, "rb") as f:
+def _chunks(root: Root, resolved: str) -> Iterator[bytes]:
+    """The decompressed bytes of a list inside the root, 1 MiB at a time (~50 MB unpacked).
+
+    ``resolved`` is canonical (no link in it) and is opened only if it is a regular
+    file, so neither a planted link nor a FIFO reaches the host or blocks the run.
+    """
+    fd = root.open_regular(resolved)
+    raw = os.fdopen(fd, "rb")
+    with raw:
+        suffix = os.path.splitext(resolved)[1]
+        if suffix in (".lz4", ".zst"):
+            yield from _through_tool(raw, root.host(resolved), suffix)
+            return
+        wrappers: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+            ".gz": lambda f: cast(IO[bytes], gzip.GzipFile(fileobj=f)),
+            ".xz": lambda f: cast(IO[bytes], lzma.LZMAFile(f)),
+            ".bz2": lambda f: cast(IO[bytes], bz2.BZ2File(f)),
+        }
+        wrap = wrappers.get(suffix)
+        f = wrap(raw) if wrap else raw
         yield from iter(lambda: f.read(_CHUNK), b"")
+
+
+def _through_tool(raw: IO[bytes], host_path: str, suffix: str) -> Iterator[bytes]:
+    """lz4/zstd need a decompressor program: lz4cat/zstdcat on stdin, else apt's helper."""
+    name = "lz4cat" if suffix == ".lz4" else "zstdcat"
+    found = shutil.which(name)
+    helper = "/usr/lib/apt/apt-helper"
+    if found is not None:
+        argv, stdin = [found], raw
+    elif os.access(helper, os.X_OK):
+        argv, stdin = [helper, "cat-file", host_path], None  # canonical: no link to follow
+    else:
+        raise OSError(f"no decompressor for {suffix} files ({name} or apt-helper)")
+    with subprocess.Popen(
+        argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=_CHUNK
+    ) as proc:
+        out = proc.stdout
+        assert out is not None
+        yield from iter(lambda: out.read(_CHUNK), b"")
+    if proc.returncode != 0:
+        raise OSError(f"{argv[0]} exited with status {proc.returncode}")
 
 
 def _stanzas(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -156,8 +181,11 @@ def load_archive_index(
             continue
         rel = real.rstrip("/") + "/" + name
         try:
-            found = list(_parse(_stanzas(_chunks(root.host(rel))), wanted_set))
-        except (OSError, EOFError, lzma.LZMAError) as exc:
+            resolved = root.resolve(rel)
+            if resolved is None:
+                continue
+            found = list(_parse(_stanzas(_chunks(root, resolved)), wanted_set))
+        except (OSError, EOFError, lzma.LZMAError, zlib.error, DepminError) as exc:
             warnings.append(f"{rel}: cannot read package list: {exc}")
             continue
         files.append(rel)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from depmin.pkggraph import Edge, PackageGraph, Policy
 
@@ -69,16 +69,22 @@ def mark_and_sweep(graph: PackageGraph, manual: Iterable[str], policy: Policy) -
     return Marking(kept, reasons, garbage)
 
 
-def read_auto_marks(text: str, graph: PackageGraph) -> frozenset[str]:
+def read_auto_marks(
+    text: str,
+    graph: PackageGraph,
+    where: str = "extended_states",
+    warn: Optional[Callable[[str], None]] = None,
+) -> frozenset[str]:
     """Node keys marked auto by an ``extended_states`` file (apt.md §6).
 
     A stanza without Architecture applies to every architecture of that name;
-    unknown packages are ignored; ``Auto-Installed`` > 0 means auto.
+    unknown packages are ignored; ``Auto-Installed`` > 0 means auto.  Malformed
+    stanzas are skipped and described to ``warn`` as ``where:line: problem``.
     """
     from depmin.deb822 import iter_stanzas
 
     auto: set[str] = set()
-    for st in iter_stanzas(text, "extended_states"):
+    for st in iter_stanzas(text, where, warn=warn):
         name = st.get("Package")
         if not name:
             continue

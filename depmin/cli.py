@@ -27,8 +27,17 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _echo_err(text: str) -> None:
+    """A line on stderr with file names byte for byte: they may not be UTF-8 (PEP 383)."""
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "backslashreplace")
+    click.echo(data, err=True)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"depmin: {message}", err=True)
+    _echo_err(f"depmin: {message}")
     sys.exit(code)
 
 
@@ -60,7 +69,7 @@ def emit_json(obj: Any) -> None:
 
 
 def _warn(message: str) -> None:
-    click.echo(f"depmin: warning: {message}", err=True)
+    _echo_err(f"depmin: warning: {message}")
 
 
 # -- options shared by several commands -----------------------------------------------------
@@ -246,7 +255,7 @@ def ldd(opts: RunOptions, tree: bool, as_json: bool, dlopen: bool, files: tuple[
             if as_json:
                 out.append({"file": path, "error": exc.problem})
             else:
-                click.echo(f"depmin: {path}: {problem} ({exc.problem})", err=True)
+                _echo_err(f"depmin: {path}: {problem} ({exc.problem})")
             status = max(status, exc.exit_code)
             continue
         if not result.ok:
@@ -282,7 +291,7 @@ def _report_unresolved(analysis: Analysis, allow: bool) -> None:
         where = f"; searched {', '.join(u.tried)}" if u.tried else ""
         via = "" if u.requester == u.file else f" (needed by {u.requester})"
         kind = "" if u.kind == "needed" else f" [{u.kind}]"
-        click.echo(f"depmin: {u.file}: {u.name}{kind} {what}{via}{where}", err=True)
+        _echo_err(f"depmin: {u.file}: {u.name}{kind} {what}{via}{where}")
     if analysis.unresolved and not allow:
         from depmin.errors import UnresolvedError
 
@@ -350,7 +359,7 @@ def _full_plan(
     keys, _ = required_keys(state.graph, req.names)
     extra = list(opts.keep) + list(req.hinted_packages)
     plan = make_plan(state.graph, keys, opts.baseline_words(), state.policy, extra)
-    warnings = list(state.warnings)
+    warnings = list(state.warnings) + list(state.db.files.warnings)
     warnings += [
         f"{lib}: needed file outside the trees that no package owns" for lib in req.unowned
     ]
@@ -382,7 +391,10 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
         from depmin.dpkg import load_dpkg_database
 
         r, analysis = _analyse(opts, quiet=as_json)
-        req = find_requirements(analysis, load_dpkg_database(r))
+        db = load_dpkg_database(r)
+        req = find_requirements(analysis, db)
+        for w in (*db.warnings, *db.files.warnings):
+            _warn(w)
         for lib in req.unowned:
             _warn(f"{lib}: needed file outside the scanned trees that no package owns")
         names = sorted(set(req.names) | set(opts.keep) | set(req.hinted_packages))
@@ -495,8 +507,10 @@ def snapshot(opts: RunOptions, as_json: bool, nul: bool) -> None:
     from depmin.rootfs import Root
 
     r = Root(opts.root)
-    g = build_package_graph(load_dpkg_database(r))
-    names = manual_set(r, g)
+    db = load_dpkg_database(r)
+    for w in db.warnings:
+        _warn(w)
+    names = manual_set(r, build_package_graph(db), warn=_warn)
     if as_json:
         emit_json({"schema": "depmin.snapshot/1", "root": r.top, "manual": names})
     else:

@@ -71,8 +71,8 @@ def dlopen_entries(elf: ElfFile) -> tuple[tuple[DlopenEntry, ...], tuple[str, ..
         text = note.desc.split(b"\0", 1)[0].decode("utf-8", "replace")
         try:
             data = json.loads(text)
-        except ValueError as exc:
-            problems.append(f"{elf.path}: .note.dlopen is not valid JSON ({exc})")
+        except (ValueError, RecursionError) as exc:  # nesting deep enough to exhaust the stack
+            problems.append(f"{elf.path}: .note.dlopen is not valid JSON ({type(exc).__name__})")
             continue
         for obj in data if isinstance(data, list) else [data]:
             e = _entry(obj, elf.path, problems)

@@ -37,15 +37,19 @@ def build_graph(
     roots = {res.main for res in analysis.roots}
     for elf in analysis.scan.objects:
         g.add_node(f"file:{elf.path}", kind="file", path=elf.path, root=elf.path in roots)
-    owners = {lib: p.package for p in req.packages for lib in p.libraries}
+    for script in analysis.scan.scripts:  # run as programs: their interpreter is needed
+        g.add_node(f"file:{script.path}", kind="file", path=script.path, root=True)
+    owners: dict[str, list[str]] = {}  # a link and its target may have different owners
+    for need in req.packages:
+        for lib_path in need.libraries:
+            owners.setdefault(lib_path, []).append(need.package)
     for lib in analysis.libraries:
         lid = f"lib:{lib.path}"
         g.add_node(lid, kind="library", path=lib.path, realpath=lib.realpath,
                    names=" ".join(lib.names), in_trees=lib.in_trees)  # fmt: skip
         for f in lib.needed_by:
             g.add_edge(f"file:{f}", lid, kind="needs")
-        pkg = owners.get(lib.path)
-        if pkg is not None:
+        for pkg in owners.get(lib.path, ()):
             key = graph.lookup(pkg)
             if key is not None:
                 g.add_edge(lid, f"pkg:{graph.display_name(key)}", kind="owned-by")

@@ -85,6 +85,8 @@ def _describe(result: LoadResult, req: Request) -> str:
         return f"{req.name}{kind} => {result.objects[req.target].path} [already loaded]"
     if req.outcome is Outcome.FAILED:
         return f"{req.name}{kind} => {req.path} [LOAD WOULD FAIL: {req.problem}]"
+    if req.outcome is Outcome.REPORTED:  # looked up only: say where, not "not found"
+        return f"{req.name}{kind} => {req.path or 'not found'} [reported, not loaded]"
     tried = f"; tried {len(req.tried)} paths" if req.tried else ""
     what = "not found" if req.outcome is Outcome.MISSING else "not found, ignored"
     return f"{req.name}{kind} => {what.upper() if req.outcome is Outcome.MISSING else what}{tried}"

@@ -183,6 +183,7 @@ def analyse(
     roots = tuple(res for path, res in loads.items() if path not in nonroots)
 
     out = _Collector(scan)
+    out.warnings.extend(resolver.warnings)  # the root's loader setup, e.g. a corrupt cache
     for res in roots:
         out.add_load(res, res.main)
     _scripts(scan, resolver, path_env, out)
@@ -330,7 +331,7 @@ def _hints(
     """Hinted sonames are dlopened from the matching object (or by name from no object)."""
     if not hints:
         return
-    files = [e.path for e in scan.objects] + [s.path for s in scan.scripts]
+    files = [e.path for e in scan.objects] + [s.path for s in scan.scripts] + list(scan.others)
     for hint in hints:
         matched = [f for f in files if hint.matches(f)]
         if matched:

@@ -300,7 +300,8 @@ class Resolver:
             try:
                 cache = load_ldcache(root)
             except CacheError as exc:
-                warnings.append(f"{exc} (ignored, as ld.so would)")
+                where = root.host(exc.path) if exc.path else root.top  # the root's, not ours
+                warnings.append(f"{where}: {exc.problem} (ignored, as ld.so would)")
         text = root.read_text("/etc/ld.so.preload") or ""
         preload = tuple(text.replace(":", " ").split())
         triplets = tuple(a.triplet for a in ([settings.arch] if settings.arch else all_arches()))

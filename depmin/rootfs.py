@@ -77,7 +77,17 @@ class Root:
     def _resolve_dir(self, head: str, hops: int) -> tuple[str | None, int]:
         if head in self._dirs:
             return self._dirs[head], hops
-        resolved, hops = self._resolve(head, hops, True)
+        # From the deepest cached ancestor down, one level at a time: a hostile root may
+        # nest thousands of directories, which must not cost one stack frame each.
+        todo = [head]
+        while (todo[-1].rpartition("/")[0] or "/") not in self._dirs:
+            todo.append(todo[-1].rpartition("/")[0])
+        resolved: str | None = None
+        for prefix in reversed(todo):
+            resolved, hops = self._resolve(prefix, hops, True)
+            self._dirs[prefix] = resolved
+            if resolved is None:
+                break
         self._dirs[head] = resolved
         return resolved, hops
 

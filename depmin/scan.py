@@ -48,6 +48,7 @@ class ScanResult:
     objects: tuple[ElfFile, ...]  # loadable ELF objects (ET_EXEC, ET_DYN), paths root-relative
     scripts: tuple[Script, ...]
     skipped: tuple[Skipped, ...]
+    others: tuple[str, ...] = ()  # other regular files (modules, data): hints may name them
 
     def in_trees(self, path: str) -> bool:
         """True when a canonical root-relative path lies inside one of the scanned trees."""
@@ -108,11 +109,18 @@ def _walk(root: Root, top: str, skipped: list[Skipped]) -> Iterator[tuple[str, s
         stack.extend(reversed(subdirs))
 
 
-def scan(root: Root, trees: Sequence[str], exclude: Sequence[str] = ()) -> ScanResult:
-    """Scan ``trees`` (root-relative paths) inside ``root`` for ELF objects and scripts."""
+def scan(
+    root: Root, trees: Sequence[str], exclude: Sequence[str] = (), jobs: Optional[int] = None
+) -> ScanResult:
+    """Scan ``trees`` (root-relative paths) inside ``root`` for ELF objects and scripts.
+
+    ``jobs``: processes for classifying files (default: one per core, for big trees).
+    """
+    pending: list[tuple[str, str]] = []
     skipped: list[Skipped] = []
     objects: list[ElfFile] = []
     scripts: list[Script] = []
+    others: list[str] = []
     tops: list[str] = []
     for tree in trees:
         try:
@@ -136,15 +144,60 @@ def scan(root: Root, trees: Sequence[str], exclude: Sequence[str] = ()) -> ScanR
             if exclude and _excluded(rel, exclude):
                 skipped.append(Skipped(rel, "excluded"))
                 continue
-            _classify(rel, host, objects, scripts, skipped)
-    return ScanResult(tuple(tops), tuple(objects), tuple(scripts), tuple(skipped))
+            pending.append((rel, host))
+    for part in _classify_all(pending, jobs):
+        objects.extend(part[0])
+        scripts.extend(part[1])
+        skipped.extend(part[2])
+        others.extend(part[3])
+    return ScanResult(tuple(tops), tuple(objects), tuple(scripts), tuple(skipped), tuple(others))
+
+
+_Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
+
+#: Below this many files a second process costs more than it saves.
+PARALLEL_MIN_FILES = 4000
+
+
+def _classify_chunk(chunk: list[tuple[str, str]]) -> _Part:
+    part: _Part = ([], [], [], [])
+    for rel, host in chunk:
+        _classify(rel, host, *part)
+    return part
+
+
+def _classify_all(files: list[tuple[str, str]], jobs: Optional[int]) -> list[_Part]:
+    """Open and classify files, on every core when the tree is big enough to pay.
+
+    Opening files is system-call bound, so forked workers (each classifying
+    contiguous slices, so the order of results is the walk's order) use both
+    cores; where processes cannot be made (no /dev/shm in a bare chroot) the
+    work is done here.
+    """
+    n = jobs if jobs is not None else (os.cpu_count() or 1)
+    if n <= 1 or len(files) < PARALLEL_MIN_FILES:
+        return [_classify_chunk(files)]
+    size = -(-len(files) // (n * 4))
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    try:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(n) as pool:
+            return pool.map(_classify_chunk, chunks)
+    except (OSError, ImportError, ValueError):
+        return [_classify_chunk(files)]
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _classify(
-    rel: str, host: str, objects: list[ElfFile], scripts: list[Script], skipped: list[Skipped]
+    rel: str,
+    host: str,
+    objects: list[ElfFile],
+    scripts: list[Script],
+    skipped: list[Skipped],
+    others: list[str],
 ) -> None:
     """Open one file the walk saw as regular; O_NOFOLLOW/O_NONBLOCK and fstat guard races."""
     try:
@@ -177,6 +230,8 @@ def _classify(
             # with a #! line is read by an interpreter, never run through it.
             if she is not None and mode & 0o111:
                 scripts.append(Script(rel, she[0], she[1]))
+            else:
+                others.append(rel)
     except OSError as exc:
         skipped.append(Skipped(rel, f"cannot read: {exc.strerror}", True))
     finally:

@@ -63,6 +63,9 @@ def explain_library(
     step = _first_step(lib, analysis)
     if step:
         lines.append(f"  found by ld.so's {step} step")
+    how = _how(lib, analysis)
+    if how:
+        lines.append(f"  not in any DT_NEEDED: {how}")
     users = list(lib.needed_by)
     lines.append(
         f"  needed by {len(users)} scanned file(s): " + ", ".join(users[:_MAX]) + _more(users)
@@ -79,6 +82,29 @@ def explain_library(
         if key is not None:
             lines += ["  " + line for line in _fate(key, graph, plan)]
     return lines
+
+
+#: How a needed file that no DT_NEEDED names came in; ``{who}`` is the object that asks for it.
+_HOW = {
+    "dlopen-required": "dlopened through a required .note.dlopen entry of {who}",
+    "dlopen-recommended": "dlopened through a recommended .note.dlopen entry of {who}",
+    "glibc-dlopen": "dlopened by {who} itself (pthread_exit, unwinding)",
+    "nss": "dlopened by {who} for a service of /etc/nsswitch.conf",
+    "hint": "declared in the hints file for {who}",
+}
+
+
+def _how(lib: NeededLibrary, analysis: Analysis) -> str | None:
+    """Why a run-time load counts although ldd cannot see it (the note, libc, a hint)."""
+    text = _HOW.get(lib.how)
+    if text is None:
+        return None
+    for res in analysis.roots:
+        for r in res.requests:
+            hit = r.target is not None and res.objects[r.target].realpath == lib.realpath
+            if hit and r.kind == lib.how:
+                return text.format(who=res.objects[r.requester].path)
+    return text.format(who=lib.needed_by[0] if lib.needed_by else "a scanned file")
 
 
 def _first_step(lib: NeededLibrary, analysis: Analysis) -> str | None:
@@ -102,6 +128,13 @@ def explain_package(
         lines.append("  needed: it owns " + ", ".join(libs[:_MAX]) + _more(libs))
         files = list(need.files)
         lines.append("  which are loaded by " + ", ".join(files[:_MAX]) + _more(files))
+        for lib in analysis.libraries:
+            how = _how(lib, analysis) if lib.path in need.libraries else None
+            if how:
+                lines.append(f"  {lib.path} is in no DT_NEEDED: {how}")
+    elif any(graph.lookup(p) == key for p, _f in analysis.hinted_packages):
+        hinted = next(f for p, f in analysis.hinted_packages if graph.lookup(p) == key)
+        lines.append(f"  needed: a hints file asks for it (for {hinted})")
     elif key in plan.required:
         lines.append("  needed: kept on request (--keep)")
     else:

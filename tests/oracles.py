@@ -32,9 +32,7 @@ def ldd(path: str, env: Optional[dict[str, str]] = None) -> tuple[set[str], str]
     ``not found`` entries are reported as ``"<name> => not found"`` strings in the set.
     """
     full_env = dict(_ENV, **(env or {}))
-    p = subprocess.run(
-        ["ldd", path], capture_output=True, text=True, env=full_env, errors="surrogateescape"
-    )
+    p = subprocess.run(["ldd", path], capture_output=True, text=True, env=full_env, errors="surrogateescape")
     return parse_trace(p.stdout, os.path.realpath), p.stdout + p.stderr
 
 
@@ -65,9 +63,7 @@ def trace_exec(path: str, env: Optional[dict[str, str]] = None) -> tuple[set[str
     canonical path.  Only for fixtures the tests built themselves: the file is run.
     """
     full_env = dict(_ENV, LD_TRACE_LOADED_OBJECTS="1", **(env or {}))
-    p = subprocess.run(
-        [path], capture_output=True, text=True, env=full_env, errors="surrogateescape"
-    )
+    p = subprocess.run([path], capture_output=True, text=True, env=full_env, errors="surrogateescape")
     return parse_trace(p.stdout, os.path.realpath), p.stdout + p.stderr
 
 
@@ -145,9 +141,7 @@ def have(tool: str) -> bool:
 
 def loader_diagnostics() -> dict[str, str]:
     """``ld.so --list-diagnostics`` as key => value (string values unquoted)."""
-    out = subprocess.run(
-        [LDSO, "--list-diagnostics"], capture_output=True, text=True, env=_ENV
-    ).stdout
+    out = subprocess.run([LDSO, "--list-diagnostics"], capture_output=True, text=True, env=_ENV).stdout
     values: dict[str, str] = {}
     for line in out.splitlines():
         key, sep, value = line.partition("=")
