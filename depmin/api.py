@@ -78,6 +78,8 @@ def load_package_state(
         archive = load_archive_index(root, {p.name for p in database.installed_packages()}, lists)
         warnings.extend(archive.warnings)
     graph = build_package_graph(database, archive)
+    warnings.extend(graph.warnings)
+    warnings.extend(database.files.warnings)
     policy = Policy(
         recommends_important=config.recommends_important,
         suggests_important=config.suggests_important,

@@ -21,6 +21,7 @@ from depmin.archive import ArchiveIndex
 from depmin.deb822 import Relation
 from depmin.debversion import check_relation, compare_versions
 from depmin.dpkg import DpkgDatabase, Package
+from depmin.errors import ConfigError, DpkgError
 
 DEPENDS, PRE_DEPENDS, RECOMMENDS, SUGGESTS = "Depends", "Pre-Depends", "Recommends", "Suggests"
 KINDS = (PRE_DEPENDS, DEPENDS, RECOMMENDS, SUGGESTS)
@@ -87,6 +88,7 @@ class PackageGraph:
     native_arch: str = ""
     by_apt_name: dict[str, str] = field(default_factory=dict, repr=False)
     name_count: dict[str, int] = field(default_factory=dict, repr=False)
+    warnings: tuple[str, ...] = ()  # relations that could not be evaluated
 
     def display_name(self, key: str) -> str:
         """Bare name unless another architecture of it is installed (qualify only where needed)."""
@@ -103,7 +105,7 @@ class PackageGraph:
 
     def intrinsic_roots(self, policy: Policy) -> dict[str, str]:
         """Roots other than manual marks, with apt's ``Debug::pkgAutoRemove`` reason."""
-        patterns = [re.compile(p, re.IGNORECASE) for p in policy.never_autoremove]
+        patterns = [posix_regex(p) for p in policy.never_autoremove]
         roots: dict[str, str] = {}
         for key, n in self.nodes.items():
             if n.essential:
@@ -188,6 +190,7 @@ def build_package_graph(db: DpkgDatabase, archive: Optional[ArchiveIndex] = None
                 providers.setdefault(prov.name, []).append((p, prov))
     resolver = _Candidates(native, by_name, providers)
     edges: dict[str, tuple[Edge, ...]] = {}
+    warnings: list[str] = []
     for p in installed:
         out: list[Edge] = []
         for kind, relations in (
@@ -198,14 +201,18 @@ def build_package_graph(db: DpkgDatabase, archive: Optional[ArchiveIndex] = None
         ):
             for group in relations:
                 for alt in group:
-                    for target in resolver.candidates(alt, p):
-                        out.append(Edge(p.key, target.key, kind, str(alt)))
+                    try:
+                        targets = resolver.candidates(alt, p)
+                    except DpkgError as exc:  # a version dpkg itself would reject
+                        warnings.append(f"{p.key}: {kind}: {alt}: {exc.problem} (not followed)")
+                        continue
+                    out.extend(Edge(p.key, t.key, kind, str(alt)) for t in targets)
         edges[p.key] = tuple(out)
     by_apt = {n.apt_name: k for k, n in nodes.items()}
     counts: dict[str, int] = {}
     for n in nodes.values():
         counts[n.name] = counts.get(n.name, 0) + 1
-    return PackageGraph(nodes, edges, native, by_apt, counts)
+    return PackageGraph(nodes, edges, native, by_apt, counts, tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,27 @@ class _Candidates:
             if pkg not in found:
                 found.append(pkg)
         return _highest_source(found)
+
+
+_POSIX_CLASSES = {
+    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
+    "space": r" \t\n\r\f\v", "blank": r" \t", "punct": r"!-/:-@\[-`{-~", "xdigit": "0-9A-Fa-f",
+    "cntrl": r"\x00-\x1f\x7f", "print": r"\x20-\x7e", "graph": r"\x21-\x7e",
+}  # fmt: skip
+
+
+def posix_regex(pattern: str) -> re.Pattern[str]:
+    """Compile an apt regex (POSIX ERE, REG_ICASE) with Python's engine.
+
+    apt uses regcomp(3): bracket classes such as ``[[:alpha:]]`` are translated,
+    since Python reads them as plain sets; a pattern Python cannot compile is a
+    ConfigError naming it, not a traceback.
+    """
+    translated = re.sub(r"\[:([a-z]+):\]", lambda m: _POSIX_CLASSES.get(m.group(1), m.group(0)), pattern)
+    try:
+        return re.compile(translated, re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(f"APT::NeverAutoRemove entry {pattern!r} is not a valid regex: {exc}") from None
 
 
 def _highest_source(cands: list[Package]) -> list[Package]:
