@@ -155,9 +155,8 @@ def test_loops_and_a_thousand_link_chain(image: Path) -> None:
         assert b"Traceback" not in p.stderr
         assert p.returncode == code, p.stderr
         if code:
-            assert p.stderr.decode() == (
-                f"depmin: {rel}: too many levels of symbolic links (too many levels of symbolic links)\n"
-            )
+            assert p.stderr.decode().startswith(f"depmin: {rel}: too many levels of symbolic links")
+            assert p.stderr.count(b"\n") == 1
         else:
             assert b"libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6" in p.stdout
 
@@ -309,6 +308,10 @@ def test_links_out_of_the_root_reach_nothing_outside(
     if by_ldso is not None:  # ld.so itself, chrooted: the links lead nowhere
         found, raw = by_ldso
         assert {"libsentinel.so.1 => not found", "libsentinel2.so.1 => not found"} <= found, raw
+
+    with host_paths_touched(monkeypatch) as seen:  # the spy sees depmin reading elsewhere
+        Root(str(out)).read_text("/status")
+    assert outside(image, seen) == [str(out / "status")]
 
     with host_paths_touched(monkeypatch) as touched:
         code, stdout, stderr = invoke(["keep", "--all", "--json", "--allow-missing",
