@@ -10,6 +10,7 @@ only for the purge (maintainer scripts need it) and unmounted right after.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -106,7 +107,7 @@ def simulate_purge(
         for o in overrides:
             cmd += ["-o", o]
         cmd += ["purge", "--auto-remove"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        proc = _run(Root("/"), cmd, env)  # apt-get -s of the host, pointed at the root's files
     finally:
         os.unlink(marks)
         if conf:
@@ -139,13 +140,15 @@ def lock_holder(root: Root) -> Optional[str]:
         real = root.resolve(lock)
         if real is None:
             continue
-        try:
-            fd = os.open(root.host(real), os.O_RDWR | os.O_CLOEXEC)
+        try:  # never follow a planted link, never block on a FIFO, never open a device
+            fd = os.open(root.host(real), os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM):
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.ELOOP):
                 return f"{lock} (cannot open: {exc.strerror})"
             continue
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return f"{lock} (not a regular file)"
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             fcntl.lockf(fd, fcntl.LOCK_UN)
         except OSError:
@@ -157,7 +160,10 @@ def lock_holder(root: Root) -> Optional[str]:
 
 def _run(root: Root, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     cmd = argv if root.is_host else ["chroot", root.top] + argv
-    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, env=env)
+    except OSError as exc:  # chroot or the apt tool itself is missing
+        return subprocess.CompletedProcess(cmd, 127, "", f"{cmd[0]}: {exc.strerror}")
 
 
 def apply_marks(root: Root, graph: PackageGraph, manual_names: Sequence[str]) -> None:
@@ -200,12 +206,19 @@ def _restore(root: Root, backup: Optional[bytes]) -> None:
         except FileNotFoundError:
             pass
         return
-    tmp = target + ".depmin-restore"
-    with open(tmp, "wb") as f:
-        f.write(backup)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    # A fresh file of our own (O_EXCL inside mkstemp): nothing planted in the image's
+    # directory can redirect the write, and the rename makes the restore atomic.
+    fd, tmp = tempfile.mkstemp(prefix=".depmin-restore-", dir=root.host(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(backup)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def purge(root: Root, overrides: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -216,11 +229,13 @@ def purge(root: Root, overrides: Sequence[str]) -> subprocess.CompletedProcess[s
     for o in overrides:
         argv += ["-o", o]
     if root.is_host:
-        return subprocess.run(argv, capture_output=True, text=True, env=env)
+        return _run(root, argv, env)
     proc_dir = root.resolve("/proc")
     mounted = False
     if proc_dir is not None and not os.path.ismount(root.host(proc_dir)):
-        subprocess.run(["mount", "-t", "proc", "proc", root.host(proc_dir)], check=True)
+        done = _run(Root("/"), ["mount", "-t", "proc", "proc", root.host(proc_dir)], env)
+        if done.returncode != 0:
+            raise AptError(f"cannot mount /proc in {root.top} for the purge: {done.stderr.strip()}")
         mounted = True
     try:
         return _run(root, argv, env)

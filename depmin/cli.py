@@ -11,7 +11,7 @@ import functools
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import click
@@ -110,13 +110,24 @@ class RunOptions:
         )
 
     def baseline_words(self) -> list[str]:
+        """Words of --baseline values; a value is a file only as @FILE or a path with a '/'.
+
+        A package name never contains '/', so `--baseline "$savedAptMark"` can never be
+        mistaken for a file that happens to share a package's name.
+        """
+        from depmin.errors import ConfigError
+
         words: list[str] = []
         for v in self.baseline:
-            if os.path.isfile(v):
-                with open(v, encoding="utf-8", errors="surrogateescape") as f:
-                    words.extend(f.read().split())
-            else:
+            path = v[1:] if v.startswith("@") else v if "/" in v else None
+            if path is None:
                 words.extend(v.split())
+                continue
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    words.extend(f.read().split())
+            except OSError as exc:
+                raise ConfigError(f"cannot read baseline file: {exc.strerror}", path) from None
         return words
 
 
@@ -158,8 +169,8 @@ _TREES = [
 _APT = [
     click.option("--baseline", multiple=True, metavar="FILE|WORDS",
                  help="Packages that were manual before the build dependencies came (what "
-                 "`apt-mark showmanual` printed, e.g. \"$savedAptMark\"): a file, or package "
-                 "names separated by blanks. Repeatable. Default: none (as after "
+                 "`apt-mark showmanual` printed, e.g. \"$savedAptMark\"): @FILE or a path with "
+                 "a '/', or package names separated by blanks. Repeatable. Default: none (as after "
                  "`apt-mark auto '.*'`)."),
     click.option("--keep", multiple=True, metavar="PKG",
                  help="Always keep this package (repeatable), e.g. ca-certificates."),
@@ -393,14 +404,14 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
         r, analysis = _analyse(opts, quiet=as_json)
         db = load_dpkg_database(r)
         req = find_requirements(analysis, db)
-        for w in (*db.warnings, *db.files.warnings):
-            _warn(w)
-        for lib in req.unowned:
-            _warn(f"{lib}: needed file outside the scanned trees that no package owns")
+        warnings = [*db.warnings, *db.files.warnings]
+        warnings += [f"{lib}: needed file outside the trees that no package owns" for lib in req.unowned]
         names = sorted(set(req.names) | set(opts.keep) | set(req.hinted_packages))
         if as_json:
-            emit_json(keep_json(r, analysis, req, names, None, None))
+            emit_json(keep_json(r, analysis, req, names, None, None, warnings + list(analysis.warnings)))
         else:
+            for w in warnings:
+                _warn(w)
             _emit_list(names, nul)
         return
     done = _analyse(opts, quiet=as_json)
@@ -411,15 +422,14 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
         if as_json:
             from depmin.owners import Requirements
 
-            emit_json(keep_json(r, analysis, Requirements((), (), ()), [], None, None))
+            none = Requirements((), (), ())
+            emit_json(keep_json(r, analysis, none, [], None, None, analysis.warnings, minimal=True))
         return
     p = _full_plan(opts, quiet=as_json, done=done)
     g = p.state.graph
     names = [g.display_name(k) for k in p.plan.keep]
     if as_json:
-        out = keep_json(p.root, p.analysis, p.req, names, p.plan, g)
-        out["warnings"] = p.warnings
-        emit_json(out)
+        emit_json(keep_json(p.root, p.analysis, p.req, names, p.plan, g, p.warnings))
         return
     for w in p.warnings:
         _warn(w)
@@ -461,7 +471,7 @@ def why(target: str, opts: RunOptions) -> None:
     """
     from depmin.why import explain
 
-    p = _full_plan(RunOptions(**{**opts.__dict__, "allow_missing": True}), quiet=True)
+    p = _full_plan(replace(opts, allow_missing=True), quiet=True)
     for line in explain(target, p.analysis, p.req, p.state.graph, p.plan):
         click.echo(line)
     for w in p.warnings:
@@ -484,7 +494,7 @@ def graph(opts: RunOptions, fmt: str, all_packages: bool) -> None:
     """
     from depmin.graph import build_graph, dumps_json, to_dot, to_graphml
 
-    p = _full_plan(RunOptions(**{**opts.__dict__, "allow_missing": True}), quiet=True)
+    p = _full_plan(replace(opts, allow_missing=True), quiet=True)
     g = build_graph(p.analysis, p.req, p.state.graph, p.plan, all_packages)
     text = {"dot": to_dot, "graphml": to_graphml, "json": dumps_json}[fmt](g)
     click.echo(text, nl=not text.endswith("\n"))
@@ -598,7 +608,7 @@ def verify(opts: RunOptions, as_json: bool) -> None:
     """
     from depmin.report import verify_json
 
-    r, analysis = _analyse(RunOptions(**{**opts.__dict__, "allow_missing": True}), quiet=as_json)
+    r, analysis = _analyse(replace(opts, allow_missing=True), quiet=as_json)
     if as_json:
         emit_json(verify_json(r, analysis))
     else:

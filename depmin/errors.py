@@ -12,7 +12,7 @@ EXIT_UNRESOLVED = 1  # a needed library is missing or would fail to load
 EXIT_USAGE = 2  # bad command line (click's own code)
 EXIT_INPUT = 3  # unreadable or malformed input that the run cannot go past
 EXIT_APT = 4  # apt/dpkg state refused or failed to change; nothing was changed
-EXIT_CHECK = 5  # an independent check (python-apt, verify) disagrees with the plan
+EXIT_CHECK = 5  # apply refused: apt-get -s or python-apt disagrees, or a check cannot run
 EXIT_INTERNAL = 70  # a bug in depmin: please report it
 
 

@@ -32,6 +32,8 @@ def ldd_lines(result: LoadResult) -> list[str]:
     after_last_new = 0
     interp_at: Optional[int] = None
     for req in result.requests:
+        if req.kind == "interpreter":
+            continue  # said once, below
         name = req.expanded or req.name
         if req.target in interps and interp_at is None:
             interp_at = after_last_new
@@ -63,16 +65,18 @@ def tree_lines(result: LoadResult) -> list[str]:
         lines.append("└── (statically linked)")
         return lines
 
-    def walk(idx: int, prefix: str) -> None:
-        reqs = by_requester.get(idx, [])
-        for n, req in enumerate(reqs):
-            last = n == len(reqs) - 1
-            branch = "└── " if last else "├── "
-            lines.append(prefix + branch + _describe(result, req))
-            if req.outcome is Outcome.FOUND and req.target is not None:
-                walk(req.target, prefix + ("    " if last else "│   "))
-
-    walk(0, "")
+    # Depth first with an explicit stack: a chain of thousands of libraries is no recursion.
+    stack: list[tuple[list[Request], int, str]] = [(by_requester.get(0, []), 0, "")]
+    while stack:
+        reqs, n, prefix = stack.pop()
+        if n >= len(reqs):
+            continue
+        stack.append((reqs, n + 1, prefix))
+        req = reqs[n]
+        last = n == len(reqs) - 1
+        lines.append(prefix + ("└── " if last else "├── ") + _describe(result, req))
+        if req.outcome is Outcome.FOUND and req.target is not None:
+            stack.append((by_requester.get(req.target, []), 0, prefix + ("    " if last else "│   ")))
     return lines
 
 

@@ -6,6 +6,7 @@ a version.  Paths may carry non-UTF-8 bytes as lone surrogates (PEP 383).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Optional
 
 from depmin.needs import Analysis
@@ -46,7 +47,10 @@ def keep_json(
     names: list[str],
     plan: Optional[Plan],
     graph: Optional[PackageGraph],
+    warnings: Sequence[str] = (),
+    minimal: Optional[bool] = None,
 ) -> dict[str, Any]:
+    """The depmin.keep/1 document; ``minimal`` defaults to whether a plan was made."""
     how: dict[str, str] = {}
     if plan is not None and graph is not None:
         for r in plan.reasons:
@@ -55,7 +59,7 @@ def keep_json(
         "schema": KEEP_SCHEMA,
         "root": root.top,
         "trees": list(analysis.scan.trees),
-        "minimal": plan is not None,
+        "minimal": plan is not None if minimal is None else minimal,
         "keep": names,
         "packages": [
             {
@@ -74,6 +78,7 @@ def keep_json(
             for s in analysis.scan.skipped
         ],
         "errors": list(analysis.errors),
+        "warnings": list(warnings),
     }
 
 

@@ -285,7 +285,7 @@ class Resolver:
         self.preload_file = preload_file  # entries of <root>/etc/ld.so.preload
         self.warnings = warnings  # about the root's loader configuration
         self._elves: dict[str, Union[ElfFile, ElfError]] = {}
-        self._cands: dict[str, _Candidate] = {}
+        self._cands: dict[tuple[str, str], _Candidate] = {}
         self._subdirs: dict[tuple[str, str], tuple[str, ...]] = {}
 
     @classmethod
@@ -303,7 +303,8 @@ class Resolver:
                 where = root.host(exc.path) if exc.path else root.top  # the root's, not ours
                 warnings.append(f"{where}: {exc.problem} (ignored, as ld.so would)")
         text = root.read_text("/etc/ld.so.preload") or ""
-        preload = tuple(text.replace(":", " ").split())
+        lines = (line.split("#", 1)[0] for line in text.splitlines())  # rtld.c drops comments
+        preload = tuple(" ".join(lines).replace(":", " ").split())
         triplets = tuple(a.triplet for a in ([settings.arch] if settings.arch else all_arches()))
         glibc = glibc_version(root, triplets)
         if glibc is not None and glibc != settings.glibc:
@@ -335,7 +336,7 @@ class Resolver:
         return got
 
     def _candidate(self, path: str, arch: Arch) -> _Candidate:
-        key = path
+        key = (path, arch.name)  # the verdict depends on the loader's class and machine
         got = self._cands.get(key)
         if got is None:
             got = self._verify(path, arch)
@@ -495,8 +496,9 @@ class _Load:
         self._add(self.main_path, self.main_real, self.main_ident, elf, None, Step.MAIN, None)
         if static:
             return self._result(static=True)
-        interp = elf.interp or self.arch.interpreter
-        self._register_interpreter(interp)
+        # Without PT_INTERP (a library, a static-pie program) ld.so is the process's own
+        # loader only if it exists; its absence is no failure of this object.
+        self._register_interpreter(elf.interp or self.arch.interpreter, required=bool(elf.interp))
         queue = [0]
         preloads = list(self.res.settings.preload) + list(self.res.preload_file)
         for name in preloads:
@@ -640,9 +642,11 @@ class _Load:
         if name not in self.names[idx]:
             self.names[idx].append(name)
 
-    def _register_interpreter(self, interp: str) -> None:
+    def _register_interpreter(self, interp: str, required: bool = True) -> None:
         cand = self.res._candidate(interp, self.arch)
         if cand.verdict != "ok" or cand.elf is None or cand.ident is None:
+            if not required:
+                return
             self.requests.append(
                 Request(
                     0,

@@ -71,7 +71,12 @@ class Root:
         a link loop or chain longer than MAX_LINK_HOPS raises RootError.  With
         ``follow=False`` a final symlink is returned as is (lstat semantics).
         """
-        resolved, _ = self._resolve(_normalise(path), 0, follow)
+        if "\0" in path:
+            return None  # no file name holds a NUL: the kernel would refuse the path
+        try:
+            resolved, _ = self._resolve(_normalise(path), 0, follow)
+        except UnicodeEncodeError:
+            return None  # not encodable as a file name (a lone surrogate from JSON or a note)
         return resolved
 
     def _resolve_dir(self, head: str, hops: int) -> tuple[str | None, int]:

@@ -65,7 +65,7 @@ def parse_shebang(head: bytes) -> Optional[tuple[str, Optional[str]]]:
     """The kernel's reading of a ``#!`` line: interpreter and one optional argument."""
     if not head.startswith(b"#!"):
         return None
-    line = head[2:].split(b"\n", 1)[0].strip(b" \t\r")
+    line = head[2:].split(b"\n", 1)[0].split(b"\0", 1)[0].strip(b" \t\r")  # the kernel stops at NUL
     if not line:
         return None
     parts = line.replace(b"\t", b" ").split(b" ", 1)

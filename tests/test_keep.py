@@ -538,7 +538,7 @@ def test_a_diverted_library_maps_to_the_package_whose_bytes_it_is(tmp_path: Path
     assert plain.returncode == 0
     assert plain.stdout.decode().split() == sorted(expected)
     assert len(expected) == 4  # libc6, libdiv1 (diverted-to), divpkg (original), liblocal1
-    assert b"liblocal.so.1: needed file outside the scanned trees that no package owns" in (
+    assert b"liblocal.so.1: needed file outside the trees that no package owns" in (
         plain.stderr
     )
 
