@@ -48,9 +48,7 @@ def manual_set(
     if resolved is not None and not stat.S_ISDIR(root.lstat(resolved).st_mode):
         host = root.host(resolved)
         try:
-            fd = root.open_regular(resolved)
-            with os.fdopen(fd, "rb") as f:
-                text = f.read().decode("utf-8", "surrogateescape")
+            text = root.read_bytes(resolved).decode("utf-8", "surrogateescape")
         except OSError as exc:
             raise DepminError(f"cannot read: {exc.strerror or exc}", host) from None
     auto = read_auto_marks(text, graph, host, warn)
@@ -174,9 +172,7 @@ def apply_marks(root: Root, graph: PackageGraph, manual_names: Sequence[str]) ->
     backup: Optional[bytes] = None
     if states is not None:
         try:  # never a plain open: a FIFO would block, a directory would escape as a bug
-            fd = root.open_regular(states)
-            with os.fdopen(fd, "rb") as f:
-                backup = f.read()
+            backup = root.read_bytes(states)
         except OSError as exc:
             raise AptError(
                 f"cannot back up {root.host(states)}: {exc.strerror or exc}; nothing was changed"

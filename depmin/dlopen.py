@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from depmin.elf import ElfFile
+from depmin.errors import RootError
 from depmin.rootfs import Root
 
 NOTE_OWNER = "FDO"
@@ -108,22 +109,18 @@ _RELEASE = re.compile(rb"release version (\d+)\.(\d+)")
 
 
 def glibc_version(root: Root, triplets: tuple[str, ...]) -> Optional[tuple[int, int]]:
-    """The glibc release of a root, read from its libc.so.6's version string (bounded read)."""
-    import os
+    """The glibc release of a root, read from its libc.so.6's version string (bounded read).
 
+    A libc that cannot be found or read (a link loop, a FIFO) gives None: the
+    caller keeps its default, as for a root without libc.
+    """
     for t in triplets:
         for d in (f"/lib/{t}", f"/usr/lib/{t}"):
-            real = root.resolve(f"{d}/libc.so.6")
-            if real is None:
-                continue
             try:
-                fd = root.open_regular(real)
-            except OSError:
+                real = root.resolve(f"{d}/libc.so.6")
+                data = root.read_bytes(real, 16 << 20) if real is not None else b""
+            except (OSError, RootError):
                 continue
-            try:
-                data = os.read(fd, 16 << 20)
-            finally:
-                os.close(fd)
             m = _RELEASE.search(data)
             if m:
                 return int(m.group(1)), int(m.group(2))

@@ -45,7 +45,7 @@ _MAX_INTERP = 4096
 
 _EI_NIDENT = 16
 _EHDR = {1: "HHIIIIIHHHHHH", 2: "HHIQQQIHHHHHH"}
-_EHSIZE = {1: 52, 2: 64}
+EHDR_SIZE = {1: 52, 2: 64}  # by EI_CLASS; ld.so needs this much or says 'file too short'
 _PHENTSIZE = {1: 32, 2: 56}
 _DYN = {1: ("iI", 8), 2: ("qQ", 16)}
 
@@ -201,7 +201,7 @@ def _parse(r: _Reader) -> ElfFile:
         raise ElfError(path, f"invalid ELF class {elfclass}", "bad-class")
     if data not in (1, 2):
         raise ElfError(path, f"invalid ELF data encoding {data}", "bad-data")
-    if len(head) < _EHSIZE[elfclass]:
+    if len(head) < EHDR_SIZE[elfclass]:
         raise ElfError(path, "file too short for an ELF header", "too-short")
     bo = "<" if data == 1 else ">"
     (

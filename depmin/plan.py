@@ -84,21 +84,11 @@ def make_plan(
     extra_keep: Iterable[str] = (),
 ) -> Plan:
     """Baseline names are what ``apt-mark showmanual`` printed; ``extra_keep`` are --keep names."""
-    unknown: list[str] = []
-    baseline: list[str] = []
-    for name in baseline_names:
-        key = graph.lookup(name)
-        if key is None:
-            unknown.append(name)
-        elif key not in baseline:
-            baseline.append(key)
+    baseline, unknown = required_keys(graph, baseline_names)
+    extra, unknown_extra = required_keys(graph, extra_keep)
     req = [k for k in required if k in graph.nodes]
-    for name in extra_keep:
-        key = graph.lookup(name)
-        if key is None:
-            unknown.append(name)
-        elif key not in req:
-            req.append(key)
+    req += [k for k in extra if k not in req]
+    unknown += unknown_extra
     keep = minimal_keep(graph, req, baseline, policy)
     marking = mark_and_sweep(graph, list(baseline) + list(keep), policy)
     reasons = []
@@ -132,13 +122,9 @@ def make_plan(
     )
 
 
-def display_name(graph: PackageGraph, key: str) -> str:
-    """Bare name unless another architecture of it is installed (qualify only where needed)."""
-    return graph.display_name(key)
-
-
 def required_keys(graph: PackageGraph, owner_names: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Node keys for owner names as the dpkg database gives them; and names not installed."""
+    """Node keys for package names (bare, name:arch, or dpkg's), in order without repeats,
+    and the names that are not installed packages."""
     keys: list[str] = []
     missing: list[str] = []
     for name in owner_names:

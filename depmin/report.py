@@ -12,7 +12,7 @@ from typing import Any, Optional
 from depmin.needs import Analysis
 from depmin.owners import Requirements
 from depmin.pkggraph import Edge, PackageGraph
-from depmin.plan import Plan, display_name
+from depmin.plan import Plan
 from depmin.rootfs import Root
 
 KEEP_SCHEMA = "depmin.keep/1"
@@ -36,7 +36,7 @@ def _unresolved(analysis: Analysis) -> list[dict[str, Any]]:
 
 
 def _edge(e: Edge, graph: Optional[PackageGraph]) -> dict[str, str]:
-    name = (lambda k: display_name(graph, k)) if graph is not None else (lambda k: k)
+    name = graph.display_name if graph is not None else (lambda k: k)
     return {"from": name(e.source), "kind": e.kind, "relation": e.relation, "to": name(e.target)}
 
 
@@ -97,7 +97,7 @@ def plan_json(
         need = needs.get(node.apt_name)
         required.append(
             {
-                "package": display_name(graph, r.package),
+                "package": graph.display_name(r.package),
                 "kept_by": r.how,
                 "chain": [_edge(e, graph) for e in r.chain],
                 "libraries": list(need.libraries) if need else [],
@@ -114,11 +114,11 @@ def plan_json(
             "APT::AutoRemove::SuggestsImportant": plan.policy.suggests_important,
             "APT::NeverAutoRemove": list(plan.policy.never_autoremove),
         },
-        "baseline": [display_name(graph, k) for k in plan.baseline],
-        "keep": [display_name(graph, k) for k in plan.keep],
+        "baseline": [graph.display_name(k) for k in plan.baseline],
+        "keep": [graph.display_name(k) for k in plan.keep],
         "required": required,
         "purged": [
-            {"package": display_name(graph, k), "installed_size_kib": graph.nodes[k].installed_size}
+            {"package": graph.display_name(k), "installed_size_kib": graph.nodes[k].installed_size}
             for k in plan.purged
         ],
         "freed_bytes": plan.freed_kib * 1024,
@@ -141,9 +141,9 @@ def plan_json(
 def chain_text(chain: tuple[Edge, ...] | list[Edge], graph: PackageGraph) -> str:
     if not chain:
         return ""
-    parts = [display_name(graph, chain[0].source)]
+    parts = [graph.display_name(chain[0].source)]
     for e in chain:
-        parts.append(f"-{e.kind}-> {display_name(graph, e.target)}")
+        parts.append(f"-{e.kind}-> {graph.display_name(e.target)}")
     return " ".join(parts)
 
 
@@ -162,15 +162,15 @@ def plan_text(req: Requirements, plan: Plan, graph: PackageGraph, warnings: list
             if need
             else "  (--keep)"
         )
-        lines.append(f"  {display_name(graph, k):<28}{why}")
+        lines.append(f"  {graph.display_name(k):<28}{why}")
     if plan.baseline:
         lines.append(
             f"Baseline kept manual ({len(plan.baseline)}): "
-            + " ".join(display_name(graph, k) for k in plan.baseline)
+            + " ".join(graph.display_name(k) for k in plan.baseline)
         )
     lines.append(f"Required packages and why they stay ({len(plan.reasons)}):")
     for r in plan.reasons:
-        name = display_name(graph, r.package)
+        name = graph.display_name(r.package)
         if r.package in plan.marking.garbage:
             lines.append(f"  {name:<28}WOULD BE PURGED")
         elif r.how == "keep-list":
@@ -187,7 +187,7 @@ def plan_text(req: Requirements, plan: Plan, graph: PackageGraph, warnings: list
     count = len(plan.purged)
     lines.append(f"Purged by apt-get purge --auto-remove ({count} packages, {size} freed):")
     for k in plan.purged:
-        lines.append(f"  {display_name(graph, k):<40}{_size(graph.nodes[k].installed_size):>12}")
+        lines.append(f"  {graph.display_name(k):<40}{_size(graph.nodes[k].installed_size):>12}")
     if req.in_trees:
         lines.append(f"Provided by the scanned trees ({len(req.in_trees)} libraries)")
     for w in warnings:

@@ -12,6 +12,7 @@ tried with its hwcaps subdirectories; candidates checked like ``open_verify``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Optional, Union
 
 from depmin.arch import Arch, all_arches, arch_for
 from depmin.dlopen import LIBGCC_S, dlopen_entries, glibc_version, nss_modules
-from depmin.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
+from depmin.elf import EHDR_SIZE, ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.errors import CacheError, DepminError, ElfError, RootError
 from depmin.ldcache import LdCache, load_ldcache
 from depmin.rootfs import Root
@@ -173,7 +174,6 @@ class _Candidate:
     problem: Optional[str] = None
 
 
-_EHSIZE = {1: 52, 2: 64}
 
 
 def verify_header(elf: ElfFile, arch: Arch) -> tuple[str, Optional[str]]:
@@ -357,7 +357,7 @@ class Resolver:
         if not stat.S_ISREG(st.st_mode):
             kind = "directory" if stat.S_ISDIR(st.st_mode) else "special file"
             return _Candidate("fail", real, problem=f"cannot read file data: {kind}")
-        if st.st_size < _EHSIZE[arch.elfclass]:
+        if st.st_size < EHDR_SIZE[arch.elfclass]:
             return _Candidate("fail", real, problem="file too short")
         try:
             elf = self.read_elf(real)
@@ -448,26 +448,32 @@ class Resolver:
         arch = self.settings.arch or self.default_arch()
         if arch is None:
             return None
-        cands: list[str] = []
-        order = "little" if arch.data == 1 else "big"
-        if self.ldcache is not None and self.settings.use_cache and self.ldcache.byteorder == order:
-            hit = self.ldcache.lookup(
-                name, arch.cache_flags, arch.active_hwcaps(self.settings.isa_level),
-                self.settings.glibc < (2, 40),
-            )  # fmt: skip
-            if hit:
-                cands.append(hit)
-        cands += [d + name for d in arch.system_dirs]
+        hit = self.cache_lookup(name, arch)
+        cands = ([hit] if hit else []) + [d + name for d in arch.system_dirs]
         for path in cands:
             if self._candidate(path, arch).verdict == "ok":
                 return self.load(path, dlopen=True)
         return None
 
+    def cache_lookup(self, name: str, arch: Arch) -> Optional[str]:
+        """ld.so.cache's answer for ``name``; a cache of the other byte order is ignored, as ld.so does."""
+        cache = self.ldcache
+        order = "little" if arch.data == 1 else "big"
+        if cache is None or not self.settings.use_cache or cache.byteorder != order:
+            return None
+        return cache.lookup(
+            name,
+            arch.cache_flags,
+            arch.active_hwcaps(self.settings.isa_level),
+            self.settings.glibc < (2, 40),  # legacy hwcap entries are skipped from 2.40
+        )
+
     def default_arch(self) -> Optional[Arch]:
         """The architecture whose libc the root has, for loads with no object to go by."""
         for a in all_arches():
-            if self.root.resolve(f"/lib/{a.triplet}/libc.so.6") is not None:
-                return a
+            with contextlib.suppress(RootError):
+                if self.root.resolve(f"/lib/{a.triplet}/libc.so.6") is not None:
+                    return a
         return None
 
 
@@ -849,18 +855,10 @@ class _Load:
                 for p in res._prefixes(d, arch):
                     yield Step.RUNPATH, d + p + name
         nodeflib = req.elf.nodeflib
-        order = "little" if arch.data == 1 else "big"
-        if res.ldcache is not None and res.settings.use_cache and res.ldcache.byteorder == order:
-            hit = res.ldcache.lookup(
-                name,
-                arch.cache_flags,
-                arch.active_hwcaps(res.settings.isa_level),
-                res.settings.glibc < (2, 40),
-            )
-            if hit is not None and not (
-                nodeflib and any(hit.startswith(d) for d in arch.system_dirs)
-            ):
-                yield Step.CACHE, hit
+        hit = res.cache_lookup(name, arch)
+        # DF_1_NODEFLIB drops a hit below a system directory (a byte prefix, trailing '/').
+        if hit is not None and not (nodeflib and any(hit.startswith(d) for d in arch.system_dirs)):
+            yield Step.CACHE, hit
         if not nodeflib:
             for d in arch.system_dirs:
                 for p in res._prefixes(d, arch):

@@ -156,17 +156,23 @@ class Root:
             raise
         return fd
 
+    def read_bytes(self, resolved: str, limit: int = 64 << 20) -> bytes:
+        """At most ``limit`` bytes of a resolved regular file (OSError if it is not one).
+
+        The one way depmin reads a whole file inside a root: no link followed, no FIFO
+        opened, no unbounded read.
+        """
+        fd = self.open_regular(resolved)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(limit)
+
     def read_text(self, path: str, limit: int = 16 << 20) -> str | None:
-        """Text of a config file inside the root, or None if absent (bounded read)."""
+        """Text of a config file inside the root, or None if absent or unreadable (bounded)."""
         resolved = self.resolve(path)
         if resolved is None:
             return None
         try:
-            fd = self.open_regular(resolved)
+            data = self.read_bytes(resolved, limit)
         except OSError:
             return None
-        try:
-            data = os.read(fd, limit)
-        finally:
-            os.close(fd)
         return data.decode("utf-8", "surrogateescape")
