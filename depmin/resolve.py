@@ -287,6 +287,7 @@ class Resolver:
         self._elves: dict[str, Union[ElfFile, ElfError]] = {}
         self._cands: dict[tuple[str, str], _Candidate] = {}
         self._subdirs: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._hits: dict[tuple[str, str], Optional[str]] = {}  # ld.so.cache answers
 
     @classmethod
     def for_root(cls, root: Root, settings: LoaderSettings = LoaderSettings()) -> Resolver:
@@ -461,12 +462,15 @@ class Resolver:
         order = "little" if arch.data == 1 else "big"
         if cache is None or not self.settings.use_cache or cache.byteorder != order:
             return None
-        return cache.lookup(
-            name,
-            arch.cache_flags,
-            arch.active_hwcaps(self.settings.isa_level),
-            self.settings.glibc < (2, 40),  # legacy hwcap entries are skipped from 2.40
-        )
+        key = (name, arch.name)
+        if key not in self._hits:  # a tree asks for libc.so.6 hundreds of times
+            self._hits[key] = cache.lookup(
+                name,
+                arch.cache_flags,
+                arch.active_hwcaps(self.settings.isa_level),
+                self.settings.glibc < (2, 40),  # legacy hwcap entries are skipped from 2.40
+            )
+        return self._hits[key]
 
     def default_arch(self) -> Optional[Arch]:
         """The architecture whose libc the root has, for loads with no object to go by."""

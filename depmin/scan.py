@@ -87,7 +87,7 @@ def _walk(root: Root, top: str, skipped: list[Skipped]) -> Iterator[tuple[str, s
         d = stack.pop()
         try:
             with os.scandir(root.host(d)) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = list(it)  # scan() sorts all paths once, in C
         except OSError as exc:
             skipped.append(Skipped(d, f"cannot read directory: {exc.strerror}", True))
             continue
@@ -106,7 +106,7 @@ def _walk(root: Root, top: str, skipped: list[Skipped]) -> Iterator[tuple[str, s
                     yield rel, e.path
             except OSError as exc:
                 skipped.append(Skipped(rel, f"cannot stat: {exc.strerror}", True))
-        stack.extend(reversed(subdirs))
+        stack.extend(subdirs)
 
 
 def scan(
@@ -145,6 +145,7 @@ def scan(
                 skipped.append(Skipped(rel, "excluded"))
                 continue
             pending.append((rel, host))
+    pending.sort()  # one order for every run, whatever the directories' order on disk
     for part in _classify_all(pending, jobs):
         objects.extend(part[0])
         scripts.extend(part[1])
