@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from depmin.aptconf import AptConfig, load_apt_config
 from depmin.archive import load_archive_index
@@ -20,7 +20,7 @@ from depmin.owners import Requirements, map_requirements
 from depmin.pkggraph import PackageGraph, Policy, build_package_graph
 from depmin.resolve import LoaderSettings, Resolver
 from depmin.rootfs import Root
-from depmin.scan import ScanResult, scan
+from depmin.scan import ScanResult, scan, start_scan
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,24 @@ def find_needs(
     settings: LoaderSettings = LoaderSettings(),
     path_env: str = DEFAULT_PATH,
     hints: Sequence[Hint] = (),
+    meanwhile: Optional[Callable[[], object]] = None,
 ) -> Analysis:
     """Scan ``trees`` and resolve every object in the context it is loaded in.
 
     Pass ``LoaderSettings(glibc_dlopens=True, dlopen_priorities=...)`` for the loads
     that happen after start-up (the CLI does); the default is ld.so's start-up only.
+    ``meanwhile`` runs while worker processes classify the files (the CLI reads the
+    dpkg database there), so both cores work.
     """
-    result = scan_trees(root, trees, exclude)
-    return analyse(result, Resolver.for_root(root, settings), path_env, hints)
+    job = start_scan(root, trees, exclude, keep_others=bool(hints))
+    try:
+        resolver = Resolver.for_root(root, settings)
+        if meanwhile is not None and job.running:
+            meanwhile()
+    except BaseException:
+        job.cancel()
+        raise
+    return analyse(job.result(), resolver, path_env, hints)
 
 
 def find_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:

@@ -20,6 +20,8 @@ from depmin import __version__
 from depmin.errors import EXIT_INTERNAL, DepminError
 
 if TYPE_CHECKING:
+    from depmin.api import PackageState
+    from depmin.dpkg import DpkgDatabase
     from depmin.needs import Analysis
     from depmin.resolve import LoaderSettings
     from depmin.rootfs import Root
@@ -312,17 +314,23 @@ def _report_unresolved(analysis: Analysis, allow: bool) -> None:
         )
 
 
-def _analyse(opts: RunOptions, quiet: bool = False) -> tuple[Root, Analysis]:
+def _analyse(
+    opts: RunOptions,
+    quiet: bool = False,
+    root: Optional[Root] = None,
+    meanwhile: Optional[Callable[[], object]] = None,
+) -> tuple[Root, Analysis]:
+    """Scan and resolve; ``meanwhile`` (a memoised loader) runs while workers classify files."""
     from depmin.api import find_needs
     from depmin.hints import load_hints
     from depmin.needs import DEFAULT_PATH
     from depmin.rootfs import Root
 
-    r = Root(opts.root)
+    r = root or Root(opts.root)
     hints = load_hints(opts.hints) if opts.hints else ()
     analysis = find_needs(
         r, _trees(r, opts.paths), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
-        hints,
+        hints, meanwhile,
     )  # fmt: skip
     if not quiet:
         for s in analysis.scan.skipped:
@@ -346,6 +354,11 @@ def _emit_list(names: list[str], nul: bool) -> None:
             click.echo(n)
 
 
+def _indexed(db: DpkgDatabase) -> DpkgDatabase:
+    db.files  # noqa: B018 - build the ownership index now (during the scan, when asked)
+    return db
+
+
 @dataclass(frozen=True)
 class _PlanRun:
     root: Any
@@ -356,16 +369,29 @@ class _PlanRun:
     warnings: list[str]
 
 
+def _state_loader(r: Root, opts: RunOptions) -> Callable[[], PackageState]:
+    """Load the root's package state once, whenever first asked (maybe during the scan)."""
+    from depmin.api import load_package_state
+
+    return functools.cache(lambda: load_package_state(r, opts.overrides))
+
+
 def _full_plan(
-    opts: RunOptions, quiet: bool = False, done: Optional[tuple[Root, Analysis]] = None
+    opts: RunOptions,
+    quiet: bool = False,
+    done: Optional[tuple[Root, Analysis]] = None,
+    state_of: Optional[Callable[[], PackageState]] = None,
 ) -> _PlanRun:
     """Every step up to the plan, with the warnings the plan should show."""
-    from depmin.api import find_requirements, load_package_state
+    from depmin.api import find_requirements
     from depmin.plan import make_plan, required_keys
+    from depmin.rootfs import Root
     from depmin.warnings import plan_warnings
 
-    r, analysis = done or _analyse(opts, quiet)
-    state = load_package_state(r, opts.overrides)
+    root = done[0] if done else Root(opts.root)
+    state_of = state_of or _state_loader(root, opts)
+    r, analysis = done or _analyse(opts, quiet, root, state_of)
+    state = state_of()
     req = find_requirements(analysis, state.db)
     keys, _ = required_keys(state.graph, req.names)
     extra = list(opts.keep) + list(req.hinted_packages)
@@ -400,9 +426,12 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
     if all_:
         from depmin.api import find_requirements
         from depmin.dpkg import load_dpkg_database
+        from depmin.rootfs import Root
 
-        r, analysis = _analyse(opts, quiet=as_json)
-        db = load_dpkg_database(r)
+        root = Root(opts.root)
+        db_of = functools.cache(lambda: _indexed(load_dpkg_database(root)))
+        r, analysis = _analyse(opts, as_json, root, db_of)
+        db = db_of()
         req = find_requirements(analysis, db)
         warnings = [*db.warnings, *db.files.warnings]
         warnings += [f"{lib}: needed file outside the trees that no package owns" for lib in req.unowned]
@@ -414,7 +443,11 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
                 _warn(w)
             _emit_list(names, nul)
         return
-    done = _analyse(opts, quiet=as_json)
+    from depmin.rootfs import Root
+
+    root = Root(opts.root)
+    state_of = _state_loader(root, opts)
+    done = _analyse(opts, as_json, root, state_of)
     r, analysis = done
     if not opts.keep and not analysis.hinted_packages and all(lib.in_trees for lib in analysis.libraries):
         # Nothing outside the trees is needed: the minimal list is empty whatever apt's
@@ -425,7 +458,7 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
             none = Requirements((), (), ())
             emit_json(keep_json(r, analysis, none, [], None, None, analysis.warnings, minimal=True))
         return
-    p = _full_plan(opts, quiet=as_json, done=done)
+    p = _full_plan(opts, quiet=as_json, done=done, state_of=state_of)
     g = p.state.graph
     names = [g.display_name(k) for k in p.plan.keep]
     if as_json:

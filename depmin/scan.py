@@ -10,10 +10,11 @@ vanished) are reported and skipped.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -116,11 +117,70 @@ def scan(
 
     ``jobs``: processes for classifying files (default: one per core, for big trees).
     """
-    pending: list[tuple[str, str]] = []
+    return start_scan(root, trees, exclude, jobs).result()
+
+
+class ScanJob:
+    """A scan whose files are being classified by worker processes.
+
+    ``start_scan`` walks the trees and hands the files to the workers; the caller
+    may do other work (read the dpkg database, the loader cache) before asking for
+    the ``result``.  Without workers the job is already complete.
+    """
+
+    def __init__(
+        self,
+        tops: list[str],
+        skipped: list[Skipped],
+        parts: Optional[list[_Part]],
+        pending: Optional[Callable[[], list[_Part]]] = None,
+        cancel: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._tops, self._skipped, self._parts, self._pending = tops, skipped, parts, pending
+        self._cancel = cancel
+
+    @property
+    def running(self) -> bool:
+        """True while worker processes classify files in the background."""
+        return self._parts is None
+
+    def cancel(self) -> None:
+        """Stop the workers (the caller failed before asking for the result)."""
+        if self._pending is not None:
+            self._pending = None
+            self._parts = []
+            self._cancel()
+
+    def result(self) -> ScanResult:
+        if self._parts is None:
+            self._parts = self._pending() if self._pending else []
+            self._pending = None
+        parts = self._parts
+        objects: list[ElfFile] = []
+        scripts: list[Script] = []
+        others: list[str] = []
+        skipped = list(self._skipped)
+        for part in parts:
+            objects.extend(part[0])
+            scripts.extend(part[1])
+            skipped.extend(part[2])
+            others.extend(part[3])
+        return ScanResult(tuple(self._tops), tuple(objects), tuple(scripts), tuple(skipped), tuple(others))
+
+
+def start_scan(
+    root: Root,
+    trees: Sequence[str],
+    exclude: Sequence[str] = (),
+    jobs: Optional[int] = None,
+    keep_others: bool = True,
+) -> ScanJob:
+    """Walk ``trees`` now and start classifying their files (see ScanJob).
+
+    ``keep_others=False`` drops the list of non-ELF, non-script files (memory).
+    """
+    pending: list[str] = []
     skipped: list[Skipped] = []
-    objects: list[ElfFile] = []
-    scripts: list[Script] = []
-    others: list[str] = []
     tops: list[str] = []
     for tree in trees:
         try:
@@ -139,19 +199,15 @@ def scan(
         except OSError as exc:
             skipped.append(Skipped(tree, f"cannot stat: {exc.strerror}", True))
             continue
-        files = list(_walk(root, top, skipped)) if is_dir else [(top, root.host(top))]
-        for rel, host in files:
+        files = [rel for rel, _host in _walk(root, top, skipped)] if is_dir else [top]
+        for rel in files:
             if exclude and _excluded(rel, exclude):
                 skipped.append(Skipped(rel, "excluded"))
                 continue
-            pending.append((rel, host))
+            pending.append(rel)
     pending.sort()  # one order for every run, whatever the directories' order on disk
-    for part in _classify_all(pending, jobs):
-        objects.extend(part[0])
-        scripts.extend(part[1])
-        skipped.extend(part[2])
-        others.extend(part[3])
-    return ScanResult(tuple(tops), tuple(objects), tuple(scripts), tuple(skipped), tuple(others))
+    prefix = root.host("/").rstrip("/")
+    return _classify_all(tops, skipped, prefix, pending, jobs, keep_others)
 
 
 _Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
@@ -160,33 +216,55 @@ _Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
 PARALLEL_MIN_FILES = 4000
 
 
-def _classify_chunk(chunk: list[tuple[str, str]]) -> _Part:
+def _classify_chunk(prefix: str, chunk: list[str], keep_others: bool) -> _Part:
     part: _Part = ([], [], [], [])
-    for rel, host in chunk:
-        _classify(rel, host, *part)
+    for rel in chunk:
+        _classify(rel, prefix + rel, *part)
+    if not keep_others:
+        part[3].clear()  # most files of a tree: only hints look at them
     return part
 
 
-def _classify_all(files: list[tuple[str, str]], jobs: Optional[int]) -> list[_Part]:
+def _classify_all(
+    tops: list[str],
+    skipped: list[Skipped],
+    prefix: str,
+    files: list[str],
+    jobs: Optional[int],
+    keep_others: bool,
+) -> ScanJob:
     """Open and classify files, on every core when the tree is big enough to pay.
 
     Opening files is system-call bound, so forked workers (each classifying
-    contiguous slices, so the order of results is the walk's order) use both
-    cores; where processes cannot be made (no /dev/shm in a bare chroot) the
-    work is done here.
+    contiguous slices, so results keep the sorted order) use both cores while
+    the caller goes on; where processes cannot be made (no /dev/shm in a bare
+    chroot) the work is done here.
     """
     n = jobs if jobs is not None else (os.cpu_count() or 1)
     if n <= 1 or len(files) < PARALLEL_MIN_FILES:
-        return [_classify_chunk(files)]
+        return ScanJob(tops, skipped, [_classify_chunk(prefix, files, keep_others)])
     size = -(-len(files) // (n * 4))
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
     try:
         import multiprocessing
 
-        with multiprocessing.get_context("fork").Pool(n) as pool:
-            return pool.map(_classify_chunk, chunks)
+        pool = multiprocessing.get_context("fork").Pool(n)
     except (OSError, ImportError, ValueError):
-        return [_classify_chunk(files)]
+        return ScanJob(tops, skipped, [_classify_chunk(prefix, files, keep_others)])
+    async_result = pool.starmap_async(_classify_chunk, [(prefix, c, keep_others) for c in chunks])
+
+    def finish() -> list[_Part]:
+        try:
+            return async_result.get()
+        finally:
+            pool.close()
+            pool.join()
+
+    def cancel() -> None:
+        pool.terminate()
+        pool.join()
+
+    return ScanJob(tops, skipped, None, finish, cancel)
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -200,18 +278,24 @@ def _classify(
     skipped: list[Skipped],
     others: list[str],
 ) -> None:
-    """Open one file the walk saw as regular; O_NOFOLLOW/O_NONBLOCK and fstat guard races."""
+    """Open one file the walk saw as regular (O_NOFOLLOW/O_NONBLOCK guard a swap).
+
+    Three system calls for most files (open, pread, close); a FIFO swapped in
+    fails the pread, and read_elf_fd and the #! branch check the type themselves.
+    """
     try:
         fd = os.open(host, _OPEN_FLAGS)
     except OSError as exc:
         skipped.append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
         return
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
+        try:
+            head = os.pread(fd, _HEAD, 0)
+        except OSError as exc:
+            if exc.errno != errno.ESPIPE:
+                raise
             skipped.append(Skipped(rel, "no longer a regular file", True))
             return
-        head = os.pread(fd, _HEAD, 0)
         if head[:4] == b"\x7fELF":
             try:
                 elf = read_elf_fd(fd, rel)
@@ -225,7 +309,11 @@ def _classify(
                     elf.type, f"ELF type {elf.type}"
                 )
                 skipped.append(Skipped(rel, f"{kind}: the loader cannot load it"))
-        else:
+        elif head[:2] == b"#!":
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                skipped.append(Skipped(rel, "no longer a regular file", True))
+                return
             she = parse_shebang(head)
             # The kernel honours #! only when it executes the file: a 0644 module
             # with a #! line is read by an interpreter, never run through it.
@@ -233,6 +321,8 @@ def _classify(
                 scripts.append(Script(rel, she[0], she[1]))
             else:
                 others.append(rel)
+        else:
+            others.append(rel)
     except OSError as exc:
         skipped.append(Skipped(rel, f"cannot read: {exc.strerror}", True))
     finally:

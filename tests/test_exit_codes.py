@@ -122,7 +122,7 @@ def test_70_internal(image: Path) -> None:
         "import sys, depmin.api as api\n"
         "def broken(*args, **kwargs):\n"
         "    raise ZeroDivisionError('injected')\n"
-        "api.scan_trees = broken\n"
+        "api.start_scan = broken\n"
         "from depmin.cli import main\n"
         "main(sys.argv[1:])\n"
     )
