@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Optional, Union
@@ -702,17 +702,7 @@ class _Load:
             return self._unresolved(requester, name, kind, (), "dynamic string token has no value")
         hit = self.by_name.get(expanded)
         if hit is not None:
-            self.requests.append(
-                Request(
-                    requester,
-                    name,
-                    kind,
-                    Outcome.LOADED,
-                    Step.ALREADY_LOADED,
-                    hit,
-                    expanded=expanded,
-                )
-            )
+            self._record(requester, name, kind, Outcome.LOADED, Step.ALREADY_LOADED, hit, expanded=expanded)
             return hit
         if "/" in expanded:
             path = expanded
@@ -742,52 +732,18 @@ class _Load:
             if cand.verdict in ("missing", "skip"):
                 continue
             if cand.verdict == "fail":
-                self.requests.append(
-                    Request(
-                        requester,
-                        name,
-                        kind,
-                        Outcome.FAILED,
-                        step,
-                        None,
-                        tuple(tried),
-                        cand.problem,
-                        cand.realpath,
-                        expanded,
-                    )
-                )
+                self._record(requester, name, kind, Outcome.FAILED, step, None, tried, cand.problem,
+                             cand.realpath, expanded)  # fmt: skip
                 return None
             assert cand.ident is not None and cand.elf is not None and cand.realpath is not None
             same = self.by_ident.get(cand.ident)
             if same is not None:
                 self._alias(same, expanded)
-                self.requests.append(
-                    Request(
-                        requester,
-                        name,
-                        kind,
-                        Outcome.LOADED,
-                        step,
-                        same,
-                        tuple(tried),
-                        expanded=expanded,
-                    )
-                )
+                self._record(requester, name, kind, Outcome.LOADED, step, same, tried, expanded=expanded)
                 return same
             loader = None if kind in DLOPEN_KINDS else requester  # dlopen: no loader
             idx = self._add(path, cand.realpath, cand.ident, cand.elf, loader, step, expanded)
-            self.requests.append(
-                Request(
-                    requester,
-                    name,
-                    kind,
-                    Outcome.FOUND,
-                    step,
-                    idx,
-                    tuple(tried),
-                    expanded=expanded,
-                )
-            )
+            self._record(requester, name, kind, Outcome.FOUND, step, idx, tried, expanded=expanded)
             return idx
         return self._unresolved(requester, name, kind, tuple(tried), None, expanded)
 
@@ -802,10 +758,25 @@ class _Load:
     ) -> Optional[int]:
         """Record a request nothing satisfies; returns None for the caller to pass on."""
         outcome = Outcome.IGNORED if kind in OPTIONAL_KINDS else Outcome.MISSING
-        self.requests.append(
-            Request(requester, name, kind, outcome, None, None, tried, problem, expanded=expanded)
-        )
+        self._record(requester, name, kind, outcome, None, None, tried, problem, expanded=expanded)
         return None
+
+    def _record(
+        self,
+        requester: int,
+        name: str,
+        kind: str,
+        outcome: Outcome,
+        step: Optional[Step] = None,
+        target: Optional[int] = None,
+        tried: Sequence[str] = (),
+        problem: Optional[str] = None,
+        path: Optional[str] = None,
+        expanded: Optional[str] = None,
+    ) -> None:
+        self.requests.append(
+            Request(requester, name, kind, outcome, step, target, tuple(tried), problem, path, expanded)
+        )
 
     # the search order ------------------------------------------------------------------------
 
