@@ -52,6 +52,8 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except DepminError as exc:
             _fail(f"error: {exc}", exc.exit_code)
+        except click.ClickException:
+            raise  # a usage error found after parsing: click prints it, exit 2
         except BrokenPipeError:
             sys.stderr.close()
             sys.exit(0)
@@ -100,6 +102,9 @@ class RunOptions:
     def settings(self, runtime: bool = True) -> LoaderSettings:
         """Loader settings; ``runtime`` adds the loads after start-up (dlopen notes, glibc's)."""
         from depmin.resolve import LoaderSettings
+
+        if self.working_dir is not None and not self.working_dir.startswith("/"):
+            raise click.BadParameter("must be an absolute path inside the root", param_hint="--working-dir")
 
         prios = {"required"} if self.drop_recommended_dlopen else {"required", "recommended"}
         return LoaderSettings(

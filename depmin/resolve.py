@@ -384,7 +384,9 @@ class Resolver:
         got = self._subdirs.get(key)
         if got is None:
             s = self.settings
-            names = [f"glibc-hwcaps/{h}" for h in arch.active_hwcaps(s.isa_level)]
+            names = []
+            if s.glibc >= (2, 33):  # glibc-hwcaps subdirectories arrived in 2.33
+                names += [f"glibc-hwcaps/{h}" for h in arch.active_hwcaps(s.isa_level)]
             if s.glibc <= (2, 36):
                 hw = ("x86_64",) if arch.name == "amd64" else ()
                 names += [d for d in legacy_subdirs(self._platform(arch), hw) if d]
