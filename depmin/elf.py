@@ -15,6 +15,7 @@ import os
 import stat
 import struct
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Optional
 
 from depmin.errors import ElfError
@@ -44,10 +45,10 @@ _MAX_STRING = 1 << 16
 _MAX_INTERP = 4096
 
 _EI_NIDENT = 16
-_EHDR = {1: "HHIIIIIHHHHHH", 2: "HHIQQQIHHHHHH"}
-EHDR_SIZE = {1: 52, 2: 64}  # by EI_CLASS; ld.so needs this much or says 'file too short'
-_PHENTSIZE = {1: 32, 2: 56}
-_DYN = {1: ("iI", 8), 2: ("qQ", 16)}
+_EHDR = MappingProxyType({1: "HHIIIIIHHHHHH", 2: "HHIQQQIHHHHHH"})
+EHDR_SIZE = MappingProxyType({1: 52, 2: 64})  # by EI_CLASS; ld.so needs this much or says 'file too short'
+_PHENTSIZE = MappingProxyType({1: 32, 2: 56})
+_DYN = MappingProxyType({1: ("iI", 8), 2: ("qQ", 16)})
 
 
 @dataclass(frozen=True)
@@ -377,9 +378,7 @@ class _StringTable:
 
     def __init__(self, r: _Reader, off: int, limit: int) -> None:
         self.r, self.off, self.limit = r, off, limit
-        self.blob: Optional[bytes] = (
-            r.read(off, limit, "DT_STRTAB") if limit <= _MAX_STRING else None
-        )
+        self.blob: Optional[bytes] = r.read(off, limit, "DT_STRTAB") if limit <= _MAX_STRING else None
 
     def get(self, index: int) -> str:
         if index >= self.limit:
@@ -393,7 +392,5 @@ class _StringTable:
             end = chunk.find(b"\0")
             raw = chunk[:end] if end >= 0 else None
         if raw is None:
-            raise ElfError(
-                self.r.path, f"string at offset {index} has no NUL terminator", "bad-header"
-            )
+            raise ElfError(self.r.path, f"string at offset {index} has no NUL terminator", "bad-header")
         return raw.decode("utf-8", "surrogateescape")

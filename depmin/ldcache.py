@@ -20,6 +20,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, cmp_to_key
+from types import MappingProxyType
 
 from depmin.errors import CacheError, RootError
 from depmin.rootfs import Root
@@ -45,15 +46,15 @@ HWCAP_EXTENSION = 1 << 62  # DL_CACHE_HWCAP_EXTENSION
 HWCAP_ISA_LEVEL_MASK = 0x3FF  # bits 32..41 of hwcap
 HWCAP_TLS = 1 << 63  # legacy "tls" bit, always supported
 
-_TYPE_NAMES = {0: "libc4", 1: "ELF", 2: "libc5", 3: "libc6"}
-_ABI_NAMES = {
+_TYPE_NAMES = MappingProxyType({0: "libc4", 1: "ELF", 2: "libc5", 3: "libc6"})
+_ABI_NAMES = MappingProxyType({
     0x0100: ",64bit", 0x0200: ",IA-64", 0x0300: ",x86-64", 0x0400: ",64bit",
     0x0500: ",64bit", 0x0600: ",N32", 0x0700: ",64bit", 0x0800: ",x32",
     0x0900: ",hard-float", 0x0A00: ",AArch64", 0x0B00: ",soft-float",
     0x0C00: ",nan2008", 0x0D00: ",N32,nan2008", 0x0E00: ",64bit,nan2008",
     0x0F00: ",soft-float", 0x1000: ",double-float", 0x1100: ",soft-float",
     0x1200: ",double-float",
-}  # fmt: skip
+})  # fmt: skip
 _ABI_OS = ("Linux", "Hurd", "Solaris", "FreeBSD", "kNetBSD", "Syllable", "Unknown OS")
 
 

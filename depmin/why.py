@@ -10,6 +10,7 @@ autoremove model).  For a package that would be purged, the relations that
 from __future__ import annotations
 
 import os
+from types import MappingProxyType
 
 from depmin.errors import DepminError
 from depmin.lddout import tree_lines
@@ -26,18 +27,14 @@ def _more(items: list[str] | tuple[str, ...]) -> str:
     return f" (+{len(items) - _MAX} more)" if len(items) > _MAX else ""
 
 
-def explain(
-    target: str, analysis: Analysis, req: Requirements, graph: PackageGraph, plan: Plan
-) -> list[str]:
+def explain(target: str, analysis: Analysis, req: Requirements, graph: PackageGraph, plan: Plan) -> list[str]:
     key = graph.lookup(target)
     if key is not None:
         return explain_package(key, analysis, req, graph, plan)
     libs = [
         lib
         for lib in analysis.libraries
-        if target in lib.names
-        or target in (lib.path, lib.realpath)
-        or os.path.basename(lib.path) == target
+        if target in lib.names or target in (lib.path, lib.realpath) or os.path.basename(lib.path) == target
     ]
     if libs:
         lines: list[str] = []
@@ -67,9 +64,7 @@ def explain_library(
     if how:
         lines.append(f"  not in any DT_NEEDED: {how}")
     users = list(lib.needed_by)
-    lines.append(
-        f"  needed by {len(users)} scanned file(s): " + ", ".join(users[:_MAX]) + _more(users)
-    )
+    lines.append(f"  needed by {len(users)} scanned file(s): " + ", ".join(users[:_MAX]) + _more(users))
     if lib.in_trees:
         lines.append("  provided by the scanned trees (no package needed)")
         return lines
@@ -85,13 +80,15 @@ def explain_library(
 
 
 #: How a needed file that no DT_NEEDED names came in; ``{who}`` is the object that asks for it.
-_HOW = {
-    "dlopen-required": "dlopened through a required .note.dlopen entry of {who}",
-    "dlopen-recommended": "dlopened through a recommended .note.dlopen entry of {who}",
-    "glibc-dlopen": "dlopened by {who} itself (pthread_exit, unwinding)",
-    "nss": "dlopened by {who} for a service of /etc/nsswitch.conf",
-    "hint": "declared in the hints file for {who}",
-}
+_HOW = MappingProxyType(
+    {
+        "dlopen-required": "dlopened through a required .note.dlopen entry of {who}",
+        "dlopen-recommended": "dlopened through a recommended .note.dlopen entry of {who}",
+        "glibc-dlopen": "dlopened by {who} itself (pthread_exit, unwinding)",
+        "nss": "dlopened by {who} for a service of /etc/nsswitch.conf",
+        "hint": "declared in the hints file for {who}",
+    }
+)
 
 
 def _how(lib: NeededLibrary, analysis: Analysis) -> str | None:
@@ -167,7 +164,5 @@ def _fate(key: str, graph: PackageGraph, plan: Plan) -> list[str]:
     for e in graph.in_edges(key):
         if e.source in marking.kept and not plan.policy.follows(e.kind):
             opt = plan.policy.config_key(e.kind)
-            lines.append(
-                f"    {graph.display_name(e.source)} {e.kind} {e.relation}, but {opt} is false"
-            )
+            lines.append(f"    {graph.display_name(e.source)} {e.kind} {e.relation}, but {opt} is false")
     return lines
