@@ -17,7 +17,6 @@ import os
 import shutil
 import struct
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from depmin.errors import ElfError
 from depmin.resolve import LoadResult, Resolver
 from depmin.rootfs import Root
 from tests.oracles import ldd
+from tests.spies import in_thread
 from tests.test_elf_oracle import Spec, build
 
 SAMPLE = "/usr/bin/true"  # small, PIE, PT_INTERP, two PT_NOTE, DT_NEEDED libc.so.6
@@ -388,27 +388,10 @@ def test_sparse_2gb_huge_regions(tmp_path: Path, sample: Layout, full: ElfFile,
 # --- files that are not regular ----------------------------------------------------------
 
 
-def _in_thread(fn: Callable[[], object]) -> Union[object, BaseException]:
-    """Run ``fn`` in a daemon thread; a hang shows as a failure instead of a stuck suite."""
-    box: list[Union[object, BaseException]] = []
-
-    def run() -> None:
-        try:
-            box.append(fn())
-        except BaseException as exc:  # handed back to the test
-            box.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout=30)
-    assert not t.is_alive(), "the reader blocked"
-    return box[0]
-
-
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.so"
     os.mkfifo(fifo)
-    got = _in_thread(lambda: read_elf_path(str(fifo)))
+    got = in_thread(lambda: read_elf_path(str(fifo)))
     assert isinstance(got, ElfError) and got.kind == "unreadable"
     assert "not a regular file (FIFO)" in str(got) and str(fifo) in str(got)
 
@@ -416,7 +399,7 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 def test_pipe_descriptor_is_refused() -> None:
     r, w = os.pipe()
     try:
-        got = _in_thread(lambda: read_elf_fd(r, "pipe"))
+        got = in_thread(lambda: read_elf_fd(r, "pipe"))
     finally:
         os.close(r)
         os.close(w)
@@ -425,7 +408,7 @@ def test_pipe_descriptor_is_refused() -> None:
 
 @pytest.mark.parametrize("path", ["/dev/zero", "/dev/null", "/"])
 def test_devices_and_directories_are_refused(path: str) -> None:
-    got = _in_thread(lambda: read_elf_path(path))
+    got = in_thread(lambda: read_elf_path(path))
     assert isinstance(got, ElfError) and got.kind == "unreadable"
     assert "not a regular file" in str(got)
 
@@ -542,7 +525,7 @@ def test_needed_cycle_terminates_and_lists_each_once(cycle: Path) -> None:
     assert read_elf_path(b).needed[0] == "libcyca.so"
     resolver = Resolver.for_root(Root("/"))
     for path in (main, a, b):
-        res = _in_thread(functools.partial(resolver.load, path))
+        res = in_thread(functools.partial(resolver.load, path))
         assert isinstance(res, LoadResult), res
         reals = [o.realpath for o in res.objects]
         assert len(reals) == len(set(reals)), reals

@@ -10,15 +10,12 @@ Where this process may chroot, ld.so itself is asked inside the root too.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -41,6 +38,7 @@ from tests.oracles import (
     loader_diagnostics,
     trace_exec,
 )
+from tests.spies import host_paths_touched, outside
 
 EM_AARCH64 = 183
 NODEFLIB = "-Wl,-z,nodefaultlib"  # DF_1_NODEFLIB; GNU ld has no "-z nodeflib"
@@ -712,31 +710,6 @@ def ldconfig_in(top: Path) -> None:
         pytest.skip(f"ldconfig -r cannot build a cache here: {p.stderr.strip()}")
     assert stamp() == before, "ldconfig -r wrote the host's cache"
     assert (top / "etc/ld.so.cache").is_file()
-
-
-@contextmanager
-def host_paths_touched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Record every path given to os-level file calls (and open) while the block runs."""
-    touched: list[str] = []
-
-    def spy(real: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(path: Any = ".", *args: Any, **kwargs: Any) -> Any:
-            if isinstance(path, (str, bytes, os.PathLike)):
-                touched.append(os.path.abspath(os.fsdecode(path)))
-            return real(path, *args, **kwargs)
-
-        return wrapper
-
-    with monkeypatch.context() as mp:
-        for name in ("lstat", "stat", "open", "readlink", "listdir", "scandir", "access"):
-            mp.setattr(os, name, spy(getattr(os, name)))
-        mp.setattr(builtins, "open", spy(builtins.open))
-        yield touched
-
-
-def outside(top: Path, touched: list[str]) -> list[str]:
-    t = str(top)
-    return sorted({p for p in touched if p != t and not p.startswith(t + "/")})
 
 
 def view(result: LoadResult) -> list[tuple[Any, ...]]:

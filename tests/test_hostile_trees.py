@@ -9,33 +9,26 @@ and ``ldd`` on the host for the fixtures' own needs.
 
 from __future__ import annotations
 
-import builtins
 import errno
-import importlib
 import json
 import os
-import pkgutil
 import shutil
 import socket
 import stat
 import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import pytest
 from click.testing import CliRunner
 
-import depmin
 from depmin.api import find_needs
 from depmin.cli import main as cli_main
 from depmin.errors import DepminError, RootError
 from depmin.resolve import LoaderSettings, Outcome, Resolver
 from depmin.rootfs import MAX_LINK_HOPS, Root
 from tests.oracles import chroot_trace, gcc, ldd
+from tests.spies import guarded, host_paths_touched, outside
 from tests.test_apply_safety import build_image_root, run_cli
 
 T = TypeVar("T")
@@ -53,25 +46,6 @@ def test_fixture_program_needs_only_libc() -> None:
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
     return build_image_root(tmp_path / "root", programs=())
-
-
-def guarded(fn: Callable[[], T], timeout: float = 300) -> T:
-    """Run ``fn`` in a daemon thread: a blocking open fails the test instead of hanging it."""
-    box: list[Any] = []
-
-    def run() -> None:
-        try:
-            box.append(fn())
-        except BaseException as exc:  # handed back to the test
-            box.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), "depmin blocked"
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]  # type: ignore[no-any-return]
 
 
 def cli_json(top: Path, *args: str | bytes, prefix: tuple[str, ...] = ()) -> tuple[Any, bytes]:
@@ -211,53 +185,6 @@ def test_a_deep_tree_costs_no_recursion(image: Path) -> None:
     assert needed_by(doc, "libc6:amd64") == {b"/" + os.fsencode(reachable.relative_to(image))}
 
 
-_STDLIB = os.path.dirname(os.__file__)
-_DEPMIN = os.path.dirname(depmin.__file__)
-
-
-def _from_depmin() -> bool:
-    """Whether the nearest caller outside the standard library is depmin's own code.
-
-    click (gettext catalogs, its stat of path arguments) and the import system touch
-    host files of their own; they never read the image.
-    """
-    f = sys._getframe(2)
-    while f is not None:
-        name = f.f_code.co_filename
-        stdlib = name.startswith(_STDLIB) and "-packages" + os.sep not in name
-        if not (stdlib or name.startswith("<frozen")):
-            return name.startswith(_DEPMIN)
-        f = f.f_back  # type: ignore[assignment]
-    return False
-
-
-@contextmanager
-def host_paths_touched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every path depmin gives to the os-level file calls and to open() while the block runs."""
-    touched: list[str] = []
-
-    def spy(real: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(path: Any = ".", *args: Any, **kwargs: Any) -> Any:
-            if isinstance(path, (str, bytes, os.PathLike)) and _from_depmin():
-                touched.append(os.path.abspath(os.fsdecode(path)))
-            return real(path, *args, **kwargs)
-
-        return wrapper
-
-    for mod in pkgutil.iter_modules(depmin.__path__):  # no import may happen under the spy
-        importlib.import_module(f"depmin.{mod.name}")
-    with monkeypatch.context() as mp:
-        for name in ("open", "lstat", "stat", "readlink", "scandir", "listdir", "access"):
-            mp.setattr(os, name, spy(getattr(os, name)))
-        mp.setattr(builtins, "open", spy(builtins.open))
-        yield touched
-
-
-def outside(top: Path, touched: list[str]) -> list[str]:
-    t = str(top)
-    return sorted({p for p in touched if p != t and not p.startswith(t + "/")})
-
-
 def invoke(args: list[str]) -> tuple[int, bytes, bytes]:
     """The CLI in this process (so the spy sees it); exit code, stdout, stderr."""
     try:
@@ -309,11 +236,11 @@ def test_links_out_of_the_root_reach_nothing_outside(
         found, raw = by_ldso
         assert {"libsentinel.so.1 => not found", "libsentinel2.so.1 => not found"} <= found, raw
 
-    with host_paths_touched(monkeypatch) as seen:  # the spy sees depmin reading elsewhere
+    with host_paths_touched(monkeypatch, only_depmin=True) as seen:  # the spy sees depmin reading elsewhere
         Root(str(out)).read_text("/status")
     assert outside(image, seen) == [str(out / "status")]
 
-    with host_paths_touched(monkeypatch) as touched:
+    with host_paths_touched(monkeypatch, only_depmin=True) as touched:
         code, stdout, stderr = invoke(["keep", "--all", "--json", "--allow-missing",
                                        "--root", str(image), "/usr/local", "/usr/local/escape"])  # fmt: skip
         resolver = Resolver.for_root(Root(str(image)), LoaderSettings())

@@ -1,0 +1,100 @@
+"""Test guards shared by the hostile-input tests: a hang guard and a spy on host file access."""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import os
+import pkgutil
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, TypeVar, Union
+
+import pytest
+
+import depmin
+
+T = TypeVar("T")
+
+_STDLIB = os.path.dirname(os.__file__)
+_DEPMIN = os.path.dirname(depmin.__file__)
+
+
+def in_thread(fn: Callable[[], T], timeout: float = 30, what: str = "the call") -> Union[T, BaseException]:
+    """Run ``fn`` in a daemon thread; a hang fails the test instead of sticking the suite.
+
+    Returns the result, or the exception ``fn`` raised.
+    """
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # handed back to the test
+            box.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{what} blocked"
+    return box[0]  # type: ignore[no-any-return]
+
+
+def guarded(fn: Callable[[], T], timeout: float = 300) -> T:
+    """``in_thread``, re-raising what ``fn`` raised."""
+    got = in_thread(fn, timeout, "depmin")
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def _from_depmin() -> bool:
+    """Whether the nearest caller outside the standard library is depmin's own code.
+
+    click (gettext catalogs, its stat of path arguments) and the import system touch
+    host files of their own; they never read the image.
+    """
+    f = sys._getframe(2)
+    while f is not None:
+        name = f.f_code.co_filename
+        stdlib = name.startswith(_STDLIB) and "-packages" + os.sep not in name
+        if not (stdlib or name.startswith("<frozen")):
+            return name.startswith(_DEPMIN)
+        f = f.f_back  # type: ignore[assignment]
+    return False
+
+
+@contextmanager
+def host_paths_touched(monkeypatch: pytest.MonkeyPatch, only_depmin: bool = False) -> Iterator[list[str]]:
+    """Every path given to the os-level file calls and to open() while the block runs.
+
+    ``only_depmin`` keeps just the calls depmin's own code makes (and imports every depmin
+    module first, so no import happens under the spy).
+    """
+    touched: list[str] = []
+
+    def spy(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(path: Any = ".", *args: Any, **kwargs: Any) -> Any:
+            if isinstance(path, (str, bytes, os.PathLike)) and (not only_depmin or _from_depmin()):
+                touched.append(os.path.abspath(os.fsdecode(path)))
+            return real(path, *args, **kwargs)
+
+        return wrapper
+
+    if only_depmin:
+        for mod in pkgutil.iter_modules(depmin.__path__):
+            importlib.import_module(f"depmin.{mod.name}")
+    with monkeypatch.context() as mp:
+        for name in ("open", "lstat", "stat", "readlink", "scandir", "listdir", "access"):
+            mp.setattr(os, name, spy(getattr(os, name)))
+        mp.setattr(builtins, "open", spy(builtins.open))
+        yield touched
+
+
+def outside(top: Path, touched: list[str]) -> list[str]:
+    """Touched paths that are not ``top`` or below it."""
+    t = str(top)
+    return sorted({p for p in touched if p != t and not p.startswith(t + "/")})
