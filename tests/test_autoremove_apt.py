@@ -25,7 +25,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -292,6 +292,16 @@ def host_cases(graph: PackageGraph) -> dict[str, list[str]]:
     return cases
 
 
+def compare_cases(state: PackageState, cases: dict[str, Any], garbages: Any) -> dict[str, int]:
+    """The model's garbage equals apt's for every case; garbage counts by case label."""
+    counts = {}
+    for (label, manual), garbage in zip(cases.items(), garbages):
+        model = model_garbage(state, manual)
+        assert model == garbage, (label, sorted(model - garbage), sorted(garbage - model))
+        counts[label] = len(garbage)
+    return counts
+
+
 @needs_apt
 @needs_host_db
 @pytest.mark.parametrize("recommends,suggests", FOUR)
@@ -303,11 +313,7 @@ def test_host_garbage_equals_python_apt(recommends: bool, suggests: bool) -> Non
     cases = host_cases(graph)
     answer = apt_oracle([apt_names(graph, m) for m in cases.values()], recommends, suggests)
     assert answer.installed == apt_names(graph, graph.nodes)
-    counts = {}
-    for (label, manual), garbage in zip(cases.items(), answer.cases):
-        model = model_garbage(state, manual)
-        assert model == garbage, (label, sorted(model - garbage), sorted(garbage - model))
-        counts[label] = len(garbage)
+    counts = compare_cases(state, cases, answer.cases)
     # Not vacuous: everything auto leaves real garbage and real survivors.
     assert 0 < counts["all auto"] < len(graph.nodes)
     print(f"RI={recommends} SI={suggests}: {counts} of {len(graph.nodes)}")
@@ -647,11 +653,7 @@ def test_fixture_garbage_equals_python_apt(
     answer = apt_oracle([apt_names(graph, m) for m in cases.values()], recommends, suggests, conf)
     assert answer.installed == apt_names(graph, graph.nodes)
     assert "dmx-same:i386" in answer.installed and "dmx-cfgonly:amd64" not in answer.installed
-    counts = {}
-    for (label, manual), garbage in zip(cases.items(), answer.cases):
-        model = model_garbage(state, manual)
-        assert model == garbage, (label, sorted(model - garbage), sorted(garbage - model))
-        counts[label] = len(garbage)
+    counts = compare_cases(state, cases, answer.cases)
     assert 0 < counts["all auto"] < len(graph.nodes)
     print(f"fixture broken={broken} RI={recommends} SI={suggests}: {counts}")
 
