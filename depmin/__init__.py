@@ -31,7 +31,7 @@ Errors are one family, :class:`DepminError`; ``depmin.errors`` lists the exit co
 Example::
 
     from depmin import Root, find_needs, find_requirements, load_package_state, make_plan
-    from depmin.plan import required_keys
+    from depmin.debian.plan import required_keys
 
     root = Root("/")
     analysis = find_needs(root, ["/usr/local"])
@@ -57,26 +57,26 @@ _EXPORTS = {
     "find_requirements": "depmin.api",
     "load_package_state": "depmin.api",
     "scan_trees": "depmin.api",
-    "Marking": "depmin.autoremove",
-    "mark_and_sweep": "depmin.autoremove",
-    "DpkgDatabase": "depmin.dpkg",
-    "load_dpkg_database": "depmin.dpkg",
-    "ElfFile": "depmin.elf",
-    "read_elf_path": "depmin.elf",
+    "Marking": "depmin.debian.autoremove",
+    "mark_and_sweep": "depmin.debian.autoremove",
+    "DpkgDatabase": "depmin.debian.dpkg",
+    "load_dpkg_database": "depmin.debian.dpkg",
+    "ElfFile": "depmin.loader.elf",
+    "read_elf_path": "depmin.loader.elf",
     "DepminError": "depmin.errors",
-    "LdCache": "depmin.ldcache",
-    "load_ldcache": "depmin.ldcache",
-    "Analysis": "depmin.needs",
+    "LdCache": "depmin.loader.ldcache",
+    "load_ldcache": "depmin.loader.ldcache",
+    "Analysis": "depmin.loader.needs",
     "Requirements": "depmin.owners",
-    "PackageGraph": "depmin.pkggraph",
-    "Policy": "depmin.pkggraph",
-    "Plan": "depmin.plan",
-    "make_plan": "depmin.plan",
-    "LoaderSettings": "depmin.resolve",
-    "LoadResult": "depmin.resolve",
-    "Resolver": "depmin.resolve",
+    "PackageGraph": "depmin.debian.pkggraph",
+    "Policy": "depmin.debian.pkggraph",
+    "Plan": "depmin.debian.plan",
+    "make_plan": "depmin.debian.plan",
+    "LoaderSettings": "depmin.loader.resolve",
+    "LoadResult": "depmin.loader.resolve",
+    "Resolver": "depmin.loader.resolve",
     "Root": "depmin.rootfs",
-    "ScanResult": "depmin.scan",
+    "ScanResult": "depmin.loader.scan",
 }
 
 __all__ = [
@@ -129,15 +129,15 @@ if TYPE_CHECKING:
         load_package_state,
         scan_trees,
     )
-    from depmin.autoremove import Marking, mark_and_sweep
-    from depmin.dpkg import DpkgDatabase, load_dpkg_database
-    from depmin.elf import ElfFile, read_elf_path
+    from depmin.debian.autoremove import Marking, mark_and_sweep
+    from depmin.debian.dpkg import DpkgDatabase, load_dpkg_database
+    from depmin.debian.pkggraph import PackageGraph, Policy
+    from depmin.debian.plan import Plan, make_plan
     from depmin.errors import DepminError
-    from depmin.ldcache import LdCache, load_ldcache
-    from depmin.needs import Analysis
+    from depmin.loader.elf import ElfFile, read_elf_path
+    from depmin.loader.ldcache import LdCache, load_ldcache
+    from depmin.loader.needs import Analysis
+    from depmin.loader.resolve import LoaderSettings, LoadResult, Resolver
+    from depmin.loader.scan import ScanResult
     from depmin.owners import Requirements
-    from depmin.pkggraph import PackageGraph, Policy
-    from depmin.plan import Plan, make_plan
-    from depmin.resolve import LoaderSettings, LoadResult, Resolver
     from depmin.rootfs import Root
-    from depmin.scan import ScanResult

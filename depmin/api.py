@@ -11,16 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from depmin.aptconf import AptConfig, load_apt_config
-from depmin.archive import load_archive_index
-from depmin.dpkg import DpkgDatabase, load_dpkg_database
-from depmin.hints import Hint
-from depmin.needs import DEFAULT_PATH, Analysis, analyse
+from depmin.debian.aptconf import AptConfig, load_apt_config
+from depmin.debian.archive import load_archive_index
+from depmin.debian.dpkg import DpkgDatabase, load_dpkg_database
+from depmin.debian.pkggraph import PackageGraph, Policy, build_package_graph
+from depmin.loader.hints import Hint
+from depmin.loader.needs import DEFAULT_PATH, Analysis, analyse
+from depmin.loader.resolve import LoaderSettings, Resolver
+from depmin.loader.scan import ScanResult, scan, start_scan
 from depmin.owners import Requirements, map_requirements
-from depmin.pkggraph import PackageGraph, Policy, build_package_graph
-from depmin.resolve import LoaderSettings, Resolver
 from depmin.rootfs import Root
-from depmin.scan import ScanResult, scan, start_scan
 
 
 @dataclass(frozen=True)

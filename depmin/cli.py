@@ -21,9 +21,9 @@ from depmin.errors import EXIT_INTERNAL, DepminError
 
 if TYPE_CHECKING:
     from depmin.api import PackageState
-    from depmin.dpkg import DpkgDatabase
-    from depmin.needs import Analysis
-    from depmin.resolve import LoaderSettings
+    from depmin.debian.dpkg import DpkgDatabase
+    from depmin.loader.needs import Analysis
+    from depmin.loader.resolve import LoaderSettings
     from depmin.rootfs import Root
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,7 +101,7 @@ class RunOptions:
 
     def settings(self, runtime: bool = True) -> LoaderSettings:
         """Loader settings; ``runtime`` adds the loads after start-up (dlopen notes, glibc's)."""
-        from depmin.resolve import LoaderSettings
+        from depmin.loader.resolve import LoaderSettings
 
         if self.working_dir is not None and not self.working_dir.startswith("/"):
             raise click.BadParameter("must be an absolute path inside the root", param_hint="--working-dir")
@@ -252,8 +252,8 @@ def ldd(opts: RunOptions, tree: bool, as_json: bool, dlopen: bool, files: tuple[
     to load, 3 when a FILE cannot be read as ELF.
     """
     from depmin.errors import EXIT_UNRESOLVED, ElfError
-    from depmin.lddout import LDD_SCHEMA, ldd_lines, result_json, tree_lines
-    from depmin.resolve import Resolver
+    from depmin.loader.resolve import Resolver
+    from depmin.report.ldd import LDD_SCHEMA, ldd_lines, result_json, tree_lines
     from depmin.rootfs import Root
 
     r = Root(opts.root)
@@ -327,8 +327,8 @@ def _analyse(
 ) -> tuple[Root, Analysis]:
     """Scan and resolve; ``meanwhile`` (a memoised loader) runs while workers classify files."""
     from depmin.api import find_needs
-    from depmin.hints import load_hints
-    from depmin.needs import DEFAULT_PATH
+    from depmin.loader.hints import load_hints
+    from depmin.loader.needs import DEFAULT_PATH
     from depmin.rootfs import Root
 
     r = root or Root(opts.root)
@@ -389,9 +389,9 @@ def _full_plan(
 ) -> _PlanRun:
     """Every step up to the plan, with the warnings the plan should show."""
     from depmin.api import find_requirements
-    from depmin.plan import make_plan, required_keys
+    from depmin.caveats import plan_warnings
+    from depmin.debian.plan import make_plan, required_keys
     from depmin.rootfs import Root
-    from depmin.warnings import plan_warnings
 
     root = done[0] if done else Root(opts.root)
     state_of = state_of or _state_loader(root, opts)
@@ -426,11 +426,11 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
     required packages, or another kept package).  --all lists every owner.
     Exit status 1 if a needed library is missing (unless --allow-missing).
     """
-    from depmin.report import keep_json
+    from depmin.report.documents import keep_json
 
     if all_:
         from depmin.api import find_requirements
-        from depmin.dpkg import load_dpkg_database
+        from depmin.debian.dpkg import load_dpkg_database
         from depmin.rootfs import Root
 
         root = Root(opts.root)
@@ -486,7 +486,7 @@ def plan(opts: RunOptions, as_json: bool) -> None:
     Nothing is changed.  The purge is apt's own autoremove rule applied to the
     root's dpkg database and apt configuration (with -o overrides).
     """
-    from depmin.report import plan_json, plan_text
+    from depmin.report.documents import plan_json, plan_text
 
     p = _full_plan(opts, quiet=as_json)
     if as_json:
@@ -507,7 +507,7 @@ def why(target: str, opts: RunOptions) -> None:
     and the chain of relations apt follows to keep it, or why it would be
     purged (and which apt option drops the relation that would keep it).
     """
-    from depmin.why import explain
+    from depmin.report.why import explain
 
     p = _full_plan(replace(opts, allow_missing=True), quiet=True)
     for line in explain(target, p.analysis, p.req, p.state.graph, p.plan):
@@ -530,7 +530,7 @@ def graph(opts: RunOptions, fmt: str, all_packages: bool) -> None:
     Nodes carry what the plan decided (keep, baseline, required, purged); package
     edges say whether apt follows them under the current settings.
     """
-    from depmin.graph import build_graph, dumps_json, to_dot, to_graphml
+    from depmin.report.graph import build_graph, dumps_json, to_dot, to_graphml
 
     p = _full_plan(replace(opts, allow_missing=True), quiet=True)
     g = build_graph(p.analysis, p.req, p.state.graph, p.plan, all_packages)
@@ -549,9 +549,9 @@ def snapshot(opts: RunOptions, as_json: bool, nul: bool) -> None:
     The same set `apt-mark showmanual` prints, read from the root's files.
     Save it before installing build dependencies.
     """
-    from depmin.aptstate import manual_set
-    from depmin.dpkg import load_dpkg_database
-    from depmin.pkggraph import build_package_graph
+    from depmin.debian.aptstate import manual_set
+    from depmin.debian.dpkg import load_dpkg_database
+    from depmin.debian.pkggraph import build_package_graph
     from depmin.rootfs import Root
 
     r = Root(opts.root)
@@ -582,7 +582,7 @@ def apply(opts: RunOptions, do_purge: bool, dry_run: bool, check_with_apt: bool)
     what depmin planned.  If anything fails before marking, nothing has changed;
     if marking fails, the previous marks are restored.
     """
-    from depmin import aptstate
+    from depmin.debian import aptstate
     from depmin.errors import AptError, CheckError
 
     p = _full_plan(opts)
@@ -603,7 +603,7 @@ def apply(opts: RunOptions, do_purge: bool, dry_run: bool, check_with_apt: bool)
             f"apt-get -s disagrees with the plan: apt only {only_apt}, depmin only {only_model}"
         )
     if check_with_apt:
-        from depmin.aptbridge import garbage_with_apt
+        from depmin.debian.aptbridge import garbage_with_apt
 
         got = garbage_with_apt(p.root, manual, opts.overrides, g.native_arch)
         if sorted(aptstate.normalise_apt_name(g, n) for n in got) != model:
@@ -644,7 +644,7 @@ def verify(opts: RunOptions, as_json: bool) -> None:
     load, including required .note.dlopen entries) and every program script's
     interpreter must exist.  Exit status 1 with a report naming each problem.
     """
-    from depmin.report import verify_json
+    from depmin.report.documents import verify_json
 
     r, analysis = _analyse(replace(opts, allow_missing=True), quiet=as_json)
     if as_json:

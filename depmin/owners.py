@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from depmin.dpkg import DpkgDatabase
+from depmin.debian.dpkg import DpkgDatabase
 from depmin.errors import RootError
-from depmin.needs import Analysis
+from depmin.loader.needs import Analysis
 
 
 @dataclass(frozen=True)

@@ -85,8 +85,8 @@ def host_paths_touched(monkeypatch: pytest.MonkeyPatch, only_depmin: bool = Fals
         return wrapper
 
     if only_depmin:
-        for mod in pkgutil.iter_modules(depmin.__path__):
-            importlib.import_module(f"depmin.{mod.name}")
+        for mod in pkgutil.walk_packages(depmin.__path__, "depmin."):
+            importlib.import_module(mod.name)
     with monkeypatch.context() as mp:
         for name in ("open", "lstat", "stat", "readlink", "scandir", "listdir", "access"):
             mp.setattr(os, name, spy(getattr(os, name)))

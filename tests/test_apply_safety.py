@@ -24,10 +24,10 @@ from typing import Optional, Union
 
 import pytest
 
-from depmin.aptstate import apply_marks
-from depmin.dpkg import load_dpkg_database
+from depmin.debian.aptstate import apply_marks
+from depmin.debian.dpkg import load_dpkg_database
+from depmin.debian.pkggraph import build_package_graph
 from depmin.errors import EXIT_APT, EXIT_CHECK, EXIT_UNRESOLVED, AptError
-from depmin.pkggraph import build_package_graph
 from depmin.rootfs import Root
 from tests.oracles import chroot_trace, gcc
 

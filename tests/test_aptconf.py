@@ -1,4 +1,4 @@
-"""depmin.aptconf against the real ``apt-config`` (apt 2.6) as oracle.
+"""depmin.debian.aptconf against the real ``apt-config`` (apt 2.6) as oracle.
 
 Temporary roots are read by apt through an isolated ``APT_CONFIG`` that sets
 ``Dir`` to the root (apt.md §8.3), so the host's apt.conf.d is never involved.
@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from depmin.aptconf import AptConfig, ConfigItem, accepted_part_name, load_apt_config
+from depmin.debian.aptconf import AptConfig, ConfigItem, accepted_part_name, load_apt_config
 from depmin.errors import ConfigError
 from depmin.rootfs import Root
 

@@ -30,10 +30,10 @@ from typing import Any, Optional
 import pytest
 
 from depmin.api import PackageState, load_package_state
-from depmin.aptbridge import garbage_with_apt, isolated_apt_config
-from depmin.aptstate import normalise_apt_name, simulate_purge
-from depmin.autoremove import mark_and_sweep, read_auto_marks
-from depmin.pkggraph import PackageGraph
+from depmin.debian.aptbridge import garbage_with_apt, isolated_apt_config
+from depmin.debian.aptstate import normalise_apt_name, simulate_purge
+from depmin.debian.autoremove import mark_and_sweep, read_auto_marks
+from depmin.debian.pkggraph import PackageGraph
 from depmin.rootfs import Root
 
 STATUS = "/var/lib/dpkg/status"

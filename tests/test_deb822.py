@@ -1,4 +1,4 @@
-"""depmin.deb822 against apt_pkg.TagFile, apt_pkg.parse_depends and dpkg-query."""
+"""depmin.debian.deb822 against apt_pkg.TagFile, apt_pkg.parse_depends and dpkg-query."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from depmin.deb822 import Relation, Stanza, iter_stanzas, parse_deb822, parse_relations
+from depmin.debian.deb822 import Relation, Stanza, iter_stanzas, parse_deb822, parse_relations
 from depmin.errors import DpkgError
 
 APT_PYTHON = "/usr/bin/python3"

@@ -1,4 +1,4 @@
-"""depmin.debversion against dpkg --compare-versions and python-apt."""
+"""depmin.debian.debversion against dpkg --compare-versions and python-apt."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depmin.debversion import (
+from depmin.debian.debversion import (
     check_relation,
     compare_parsed,
     compare_versions,
@@ -170,7 +170,7 @@ def test_apt_backend_is_used_and_agrees(version_pairs: list[tuple[str, str]]) ->
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {REPO!r})\n"
-        "from depmin.debversion import compare_versions, _apt_version_compare\n"
+        "from depmin.debian.debversion import compare_versions, _apt_version_compare\n"
         "assert _apt_version_compare() is not None\n"
         "pairs = json.load(sys.stdin)\n"
         "print(json.dumps([compare_versions(a, b) for a, b in pairs]))\n"

@@ -1,4 +1,4 @@
-"""depmin.dpkg against dpkg-query on this machine and on hand-made databases."""
+"""depmin.debian.dpkg against dpkg-query on this machine and on hand-made databases."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Optional
 
 import pytest
 
-from depmin.deb822 import parse_relations
-from depmin.dpkg import DpkgDatabase, load_dpkg_database
+from depmin.debian.deb822 import parse_relations
+from depmin.debian.dpkg import DpkgDatabase, load_dpkg_database
 from depmin.errors import DpkgError
 from depmin.rootfs import Root
 

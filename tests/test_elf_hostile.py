@@ -29,9 +29,9 @@ from elftools.elf.segments import NoteSegment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from depmin.elf import ElfFile, read_elf_fd, read_elf_path
 from depmin.errors import ElfError
-from depmin.resolve import LoadResult, Resolver
+from depmin.loader.elf import ElfFile, read_elf_fd, read_elf_path
+from depmin.loader.resolve import LoadResult, Resolver
 from depmin.rootfs import Root
 from tests.oracles import ldd
 from tests.spies import in_thread

@@ -34,8 +34,8 @@ from elftools.elf.enums import (
 )
 from elftools.elf.segments import NoteSegment
 
-from depmin.elf import ElfFile, read_elf_fd, read_elf_path
 from depmin.errors import ElfError
+from depmin.loader.elf import ElfFile, read_elf_fd, read_elf_path
 
 TREES = ("/usr/bin", "/usr/lib/x86_64-linux-gnu")
 

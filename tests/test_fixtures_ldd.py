@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from depmin.cli import main as cli_main
-from depmin.resolve import LoaderSettings, LoadResult, Outcome, Request, Resolver, Step
+from depmin.loader.resolve import LoaderSettings, LoadResult, Outcome, Request, Resolver, Step
 from depmin.rootfs import Root
 from tests.oracles import (
     LDSO,

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from depmin.api import find_needs
 from depmin.cli import main as cli_main
 from depmin.errors import DepminError, RootError
-from depmin.resolve import LoaderSettings, Outcome, Resolver
+from depmin.loader.resolve import LoaderSettings, Outcome, Resolver
 from depmin.rootfs import MAX_LINK_HOPS, Root
 from tests.oracles import chroot_trace, gcc, ldd
 from tests.spies import guarded, host_paths_touched, outside

@@ -828,10 +828,10 @@ def test_minimal_keep_on_cpython_3_11_7_keeps_everything_with_apt(
 ) -> None:
     """Every --all package is in the minimal list or kept by apt because of it."""
     from depmin.api import load_package_state
-    from depmin.aptbridge import apt_python, garbage_with_apt
-    from depmin.aptstate import apt_print_name, normalise_apt_name
-    from depmin.autoremove import mark_and_sweep
-    from depmin.plan import required_keys
+    from depmin.debian.aptbridge import apt_python, garbage_with_apt
+    from depmin.debian.aptstate import apt_print_name, normalise_apt_name
+    from depmin.debian.autoremove import mark_and_sweep
+    from depmin.debian.plan import required_keys
     from depmin.rootfs import Root
 
     top = _cpython("3.11.7")

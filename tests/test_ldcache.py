@@ -1,4 +1,4 @@
-"""depmin.ldcache against glibc 2.36 itself.
+"""depmin.loader.ldcache against glibc 2.36 itself.
 
 Oracles: ``ldconfig -p`` (what a cache holds, in file order), the real ldconfig
 building caches in temporary roots (``ldconfig -r``, which chroots), and the real
@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from depmin.arch import arch_by_name
 from depmin.errors import CacheError
-from depmin.ldcache import (
+from depmin.loader.arch import arch_by_name
+from depmin.loader.ldcache import (
     HWCAP_EXTENSION,
     CacheEntry,
     LdCache,

@@ -1,4 +1,4 @@
-"""depmin.ldconf against the real ldconfig.
+"""depmin.loader.ldconf against the real ldconfig.
 
 Oracle: ``ldconfig -v -N -X`` prints every directory it will scan as
 ``DIR: (from FILE:LINE)``, in order, without writing anything (-N: no cache,
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from depmin.ldconf import glob_in_root, parse_ld_so_conf, read_ld_so_conf
+from depmin.loader.ldconf import glob_in_root, parse_ld_so_conf, read_ld_so_conf
 from depmin.rootfs import Root
 
 LDCONFIG = shutil.which("ldconfig") or next(

@@ -14,9 +14,9 @@ from typing import Callable
 import pytest
 
 from depmin.errors import DepminError
-from depmin.resolve import LoaderSettings, Resolver
+from depmin.loader.resolve import LoaderSettings, Resolver
+from depmin.loader.scan import scan
 from depmin.rootfs import Root
-from depmin.scan import scan
 from tests.oracles import host_isa_level, ldd, pyenv_versions
 
 #: Files whose ldd answer depmin deliberately does not reproduce, with the reason.

@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from depmin.api import find_needs, find_requirements, load_package_state
 from depmin.cli import main as cli_main
-from depmin.dpkg import load_dpkg_database
-from depmin.resolve import LoaderSettings, Resolver
+from depmin.debian.dpkg import load_dpkg_database
+from depmin.loader.resolve import LoaderSettings, Resolver
 from depmin.rootfs import Root
 from tests.oracles import gcc
 from tests.test_apply_safety import build_image_root, run_cli

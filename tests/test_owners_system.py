@@ -19,12 +19,12 @@ from typing import Callable, Optional
 
 import pytest
 
-from depmin.dpkg import USR_ALIASES, load_dpkg_database
+from depmin.debian.dpkg import USR_ALIASES, load_dpkg_database
 from depmin.errors import DepminError
+from depmin.loader.resolve import Resolver
+from depmin.loader.scan import scan
 from depmin.owners import file_owners
-from depmin.resolve import Resolver
 from depmin.rootfs import Root
-from depmin.scan import scan
 from tests.oracles import have
 
 _ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}

@@ -1,4 +1,4 @@
-"""The minimal keep list (depmin.plan) and ``depmin apply --dry-run`` / ``snapshot`` against apt.
+"""The minimal keep list (depmin.debian.plan) and ``depmin apply --dry-run`` / ``snapshot`` against apt.
 
 For each CPython that pyenv built on this machine: depmin finds the packages its
 files need (T) and plans the list M to mark manual on top of a baseline B.  apt
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from depmin.api import PackageState, find_needs, find_requirements, load_package_state
-from depmin.plan import Plan, make_plan, required_keys
-from depmin.resolve import LoaderSettings
+from depmin.debian.plan import Plan, make_plan, required_keys
+from depmin.loader.resolve import LoaderSettings
 from depmin.rootfs import Root
 from tests.oracles import pyenv_versions
 from tests.test_autoremove_apt import (

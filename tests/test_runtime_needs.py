@@ -26,10 +26,10 @@ from typing import Any, Optional
 import pytest
 
 from depmin.api import find_needs
-from depmin.dlopen import NOTE_OWNER, NOTE_TYPE, dlopen_entries, glibc_version, nss_modules
-from depmin.elf import read_elf_fd
-from depmin.needs import DEFAULT_PATH
-from depmin.resolve import LoaderSettings
+from depmin.loader.dlopen import NOTE_OWNER, NOTE_TYPE, dlopen_entries, glibc_version, nss_modules
+from depmin.loader.elf import read_elf_fd
+from depmin.loader.needs import DEFAULT_PATH
+from depmin.loader.resolve import LoaderSettings
 from depmin.rootfs import Root
 from tests.oracles import gcc, ldd_order
 
@@ -552,7 +552,7 @@ def test_builtin_nss_services_follow_the_roots_glibc(nss_root: Path) -> None:
 
 def _apt_garbage(plan: dict[str, Any], overrides: Sequence[str]) -> set[str]:
     """What apt itself (python-apt, in memory) purges when only the plan's marks are manual."""
-    from depmin.aptbridge import garbage_with_apt
+    from depmin.debian.aptbridge import garbage_with_apt
 
     manual = list(plan["keep"]) + list(plan["baseline"])
     return {n.split(":")[0] for n in garbage_with_apt(Root("/"), manual, overrides)}
@@ -560,7 +560,7 @@ def _apt_garbage(plan: dict[str, Any], overrides: Sequence[str]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def need_apt() -> None:
-    from depmin.aptbridge import apt_python
+    from depmin.debian.aptbridge import apt_python
 
     if apt_python() is None:
         pytest.skip("python3-apt (apt_pkg) is not importable by any interpreter here")

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from depmin.autoremove import read_auto_marks
+from depmin.debian.autoremove import read_auto_marks
+from depmin.debian.pkggraph import PackageGraph
 from depmin.errors import AptError, DepminError
-from depmin.pkggraph import PackageGraph
 from depmin.rootfs import Root
 
 EXTENDED_STATES = "/var/lib/apt/extended_states"
@@ -75,7 +75,7 @@ class Simulation:
 
 
 def _apt_env(root: Root, graph: PackageGraph) -> tuple[dict[str, str], Optional[str]]:
-    from depmin.aptbridge import isolated_apt_config
+    from depmin.debian.aptbridge import isolated_apt_config
 
     env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
     env["LC_ALL"] = "C"

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from depmin.pkggraph import Edge, PackageGraph, Policy
+from depmin.debian.pkggraph import Edge, PackageGraph, Policy
 
 MANUAL = "Manual-Installed"
 
@@ -81,7 +81,7 @@ def read_auto_marks(
     unknown packages are ignored; ``Auto-Installed`` > 0 means auto.  Malformed
     stanzas are skipped and described to ``warn`` as ``where:line: problem``.
     """
-    from depmin.deb822 import iter_stanzas
+    from depmin.debian.deb822 import iter_stanzas
 
     auto: set[str] = set()
     for st in iter_stanzas(text, where, warn=warn):

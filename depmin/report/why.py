@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from types import MappingProxyType
 
+from depmin.debian.pkggraph import PackageGraph
+from depmin.debian.plan import Plan
 from depmin.errors import DepminError
-from depmin.lddout import tree_lines
-from depmin.needs import Analysis, NeededLibrary
+from depmin.loader.needs import Analysis, NeededLibrary
 from depmin.owners import Requirements
-from depmin.pkggraph import PackageGraph
-from depmin.plan import Plan
-from depmin.report import chain_text
+from depmin.report.documents import chain_text
+from depmin.report.ldd import tree_lines
 
 _MAX = 5
 

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple, Optional
 
-from depmin.deb822 import Relation, Stanza, iter_stanzas, parse_relations
+from depmin.debian.deb822 import Relation, Stanza, iter_stanzas, parse_relations
 from depmin.errors import DpkgError
 from depmin.rootfs import Root
 

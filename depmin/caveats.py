@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from depmin.needs import Analysis
+from depmin.debian.pkggraph import RECOMMENDS, SUGGESTS, PackageGraph
+from depmin.debian.plan import Plan
+from depmin.loader.needs import Analysis
 from depmin.owners import Requirements
-from depmin.pkggraph import RECOMMENDS, SUGGESTS, PackageGraph
-from depmin.plan import Plan
 
 #: Sonames of TLS libraries whose users need a CA bundle.
 TLS_SONAMES = re.compile(r"^lib(ssl|gnutls|mbedtls|wolfssl|nss3|curl(-gnutls)?)\.so(\.|$)")

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Optional, Union
 
-from depmin.arch import Arch, all_arches, arch_for
-from depmin.dlopen import LIBGCC_S, dlopen_entries, glibc_version, nss_modules
-from depmin.elf import EHDR_SIZE, ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.errors import CacheError, DepminError, ElfError, RootError
-from depmin.ldcache import LdCache, load_ldcache
+from depmin.loader.arch import Arch, all_arches, arch_for
+from depmin.loader.dlopen import LIBGCC_S, dlopen_entries, glibc_version, nss_modules
+from depmin.loader.elf import EHDR_SIZE, ET_DYN, ET_EXEC, ElfFile, read_elf_fd
+from depmin.loader.ldcache import LdCache, load_ldcache
 from depmin.rootfs import Root
 
 

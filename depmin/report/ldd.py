@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from depmin.resolve import LoadResult, Outcome, Request, Step
+from depmin.loader.resolve import LoadResult, Outcome, Request, Step
 
 LDD_SCHEMA = "depmin.ldd/1"
 

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from depmin.archive import ArchiveIndex
-from depmin.deb822 import Relation
-from depmin.debversion import check_relation, compare_versions
-from depmin.dpkg import DpkgDatabase, Package
+from depmin.debian.archive import ArchiveIndex
+from depmin.debian.deb822 import Relation
+from depmin.debian.debversion import check_relation, compare_versions
+from depmin.debian.dpkg import DpkgDatabase, Package
 from depmin.errors import ConfigError, DpkgError
 
 DEPENDS, PRE_DEPENDS, RECOMMENDS, SUGGESTS = "Depends", "Pre-Depends", "Recommends", "Suggests"

@@ -13,10 +13,10 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from depmin.needs import Analysis
+from depmin.debian.pkggraph import PackageGraph
+from depmin.debian.plan import Plan
+from depmin.loader.needs import Analysis
 from depmin.owners import Requirements
-from depmin.pkggraph import PackageGraph
-from depmin.plan import Plan
 
 if TYPE_CHECKING:
     import networkx as nx

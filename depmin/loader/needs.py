@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from depmin.elf import ElfFile
 from depmin.errors import DepminError, ElfError, RootError
-from depmin.hints import Hint
-from depmin.resolve import DLOPEN_KINDS, LoadResult, Outcome, Resolver, Step
-from depmin.scan import ScanResult, Script
+from depmin.loader.elf import ElfFile
+from depmin.loader.hints import Hint
+from depmin.loader.resolve import DLOPEN_KINDS, LoadResult, Outcome, Resolver, Step
+from depmin.loader.scan import ScanResult, Script
 
 #: Docker's default PATH, where ``/usr/bin/env NAME`` looks in an image.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

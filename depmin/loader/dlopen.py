@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from depmin.elf import ElfFile
 from depmin.errors import RootError
+from depmin.loader.elf import ElfFile
 from depmin.rootfs import Root
 
 NOTE_OWNER = "FDO"

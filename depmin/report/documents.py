@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from depmin.needs import Analysis
+from depmin.debian.pkggraph import Edge, PackageGraph
+from depmin.debian.plan import Plan
+from depmin.loader.needs import Analysis
 from depmin.owners import Requirements
-from depmin.pkggraph import Edge, PackageGraph
-from depmin.plan import Plan
 from depmin.rootfs import Root
 
 KEEP_SCHEMA = "depmin.keep/1"

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
-from depmin.autoremove import Marking, mark_and_sweep, reach
-from depmin.pkggraph import Edge, PackageGraph, Policy
+from depmin.debian.autoremove import Marking, mark_and_sweep, reach
+from depmin.debian.pkggraph import Edge, PackageGraph, Policy
 
 
 @dataclass(frozen=True)

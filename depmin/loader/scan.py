@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from depmin.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.errors import ElfError, RootError
+from depmin.loader.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.rootfs import Root
 
 _HEAD = 256
