@@ -31,8 +31,8 @@ import pytest
 
 from depmin.api import PackageState, load_package_state
 from depmin.debian.aptbridge import garbage_with_apt, isolated_apt_config
-from depmin.debian.aptstate import normalise_apt_name, simulate_purge
-from depmin.debian.autoremove import mark_and_sweep, read_auto_marks
+from depmin.debian.aptstate import normalise_apt_name, read_auto_marks, simulate_purge
+from depmin.debian.autoremove import mark_and_sweep
 from depmin.debian.pkggraph import PackageGraph
 from depmin.rootfs import Root
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from depmin.debian.autoremove import read_auto_marks
+from depmin.debian.deb822 import iter_stanzas
 from depmin.debian.pkggraph import PackageGraph
 from depmin.errors import AptError, DepminError
 from depmin.rootfs import Root
@@ -53,6 +53,40 @@ def manual_set(
             raise DepminError(f"cannot read: {exc.strerror or exc}", host) from None
     auto = read_auto_marks(text, graph, host, warn)
     return sorted({apt_print_name(graph, k) for k in graph.nodes if k not in auto})
+
+
+def read_auto_marks(
+    text: str,
+    graph: PackageGraph,
+    where: str = "extended_states",
+    warn: Optional[Callable[[str], None]] = None,
+) -> frozenset[str]:
+    """Node keys marked auto by an ``extended_states`` file (apt.md §6).
+
+    A stanza without Architecture applies to every architecture of that name;
+    unknown packages are ignored; ``Auto-Installed`` > 0 means auto.  Malformed
+    stanzas are skipped and described to ``warn`` as ``where:line: problem``.
+    """
+    auto: set[str] = set()
+    for st in iter_stanzas(text, where, warn=warn):
+        name = st.get("Package")
+        if not name:
+            continue
+        try:
+            flag = int(st.get("Auto-Installed", "0").strip())
+        except ValueError:
+            flag = 0
+        if flag <= 0:
+            continue
+        arch = st.get("Architecture")
+        for key, node in graph.nodes.items():
+            if node.name == name and (
+                arch is None
+                or node.arch == arch
+                or (node.arch == "all" and arch == graph.native_arch)
+            ):
+                auto.add(key)
+    return frozenset(auto)
 
 
 def auto_marks_text(graph: PackageGraph, manual: Iterable[str]) -> str:

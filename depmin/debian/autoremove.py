@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 from depmin.debian.pkggraph import Edge, PackageGraph, Policy
 
@@ -67,39 +67,3 @@ def mark_and_sweep(graph: PackageGraph, manual: Iterable[str], policy: Policy) -
         k for k, n in graph.nodes.items() if k not in kept and n.priority != "required"
     )
     return Marking(kept, reasons, garbage)
-
-
-def read_auto_marks(
-    text: str,
-    graph: PackageGraph,
-    where: str = "extended_states",
-    warn: Optional[Callable[[str], None]] = None,
-) -> frozenset[str]:
-    """Node keys marked auto by an ``extended_states`` file (apt.md §6).
-
-    A stanza without Architecture applies to every architecture of that name;
-    unknown packages are ignored; ``Auto-Installed`` > 0 means auto.  Malformed
-    stanzas are skipped and described to ``warn`` as ``where:line: problem``.
-    """
-    from depmin.debian.deb822 import iter_stanzas
-
-    auto: set[str] = set()
-    for st in iter_stanzas(text, where, warn=warn):
-        name = st.get("Package")
-        if not name:
-            continue
-        try:
-            flag = int(st.get("Auto-Installed", "0").strip())
-        except ValueError:
-            flag = 0
-        if flag <= 0:
-            continue
-        arch = st.get("Architecture")
-        for key, node in graph.nodes.items():
-            if node.name == name and (
-                arch is None
-                or node.arch == arch
-                or (node.arch == "all" and arch == graph.native_arch)
-            ):
-                auto.add(key)
-    return frozenset(auto)
