@@ -1,26 +1,45 @@
-"""The steps of a depmin run as plain functions; the CLI is a thin layer over these.
+"""The run: everything a depmin command does, as typed functions over plain data.
 
-scan → resolve in context (needs) → map to packages (owners) → package graph
-and apt policy (pkggraph, aptconf, archive) → plan.  Each step takes and returns
-plain data, so library users can stop anywhere or substitute their own input.
+The CLI parses options into :class:`RunOptions`, calls one function here and
+renders what it returns (``depmin.report``); a build tool calls the same
+functions and gets the same answer, warnings included.  The steps:
+
+scan → resolve in context (``loader.needs``) → map to packages (``owners``) →
+package graph and apt policy (``debian``) → plan → check with apt → apply.
+
+The lower-level steps (:func:`find_needs`, :func:`load_package_state`, ...) stay
+public for callers that want to stop anywhere or bring their own input.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
+from depmin.caveats import plan_caveats
+from depmin.debian import aptstate
 from depmin.debian.aptconf import AptConfig, load_apt_config
 from depmin.debian.archive import load_archive_index
 from depmin.debian.dpkg import DpkgDatabase, load_dpkg_database
 from depmin.debian.pkggraph import PackageGraph, Policy, build_package_graph
-from depmin.loader.hints import Hint
+from depmin.debian.plan import Plan, make_plan
+from depmin.errors import AptError, CheckError, ConfigError, DepminError, UnresolvedError, UsageError
+from depmin.loader.hints import Hint, load_hints
 from depmin.loader.needs import DEFAULT_PATH, Analysis, analyse
-from depmin.loader.resolve import LoaderSettings, Resolver
+from depmin.loader.needs import Unresolved as Unresolved  # the type of Scanned.analysis.unresolved
+from depmin.loader.resolve import LoaderSettings, LoadResult, Resolver
 from depmin.loader.scan import ScanResult, scan, start_scan
 from depmin.owners import Requirements, map_requirements
 from depmin.rootfs import Root
+
+#: The tree scanned when none is given.
+DEFAULT_TREE = "/usr/local"
+
+
+# -- the steps ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -40,19 +59,19 @@ def scan_trees(root: Root, trees: Sequence[str], exclude: Sequence[str] = ()) ->
 
 def find_needs(
     root: Root,
-    trees: Sequence[str] = ("/usr/local",),
+    trees: Sequence[str] = (DEFAULT_TREE,),
     exclude: Sequence[str] = (),
     settings: LoaderSettings = LoaderSettings(),
     path_env: str = DEFAULT_PATH,
     hints: Sequence[Hint] = (),
-    meanwhile: Optional[Callable[[], object]] = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> Analysis:
     """Scan ``trees`` and resolve every object in the context it is loaded in.
 
     Pass ``LoaderSettings(glibc_dlopens=True, dlopen_priorities=...)`` for the loads
-    that happen after start-up (the CLI does); the default is ld.so's start-up only.
-    ``meanwhile`` runs while worker processes classify the files (the CLI reads the
-    dpkg database there), so both cores work.
+    that happen after start-up (:meth:`RunOptions.settings` does); the default is
+    ld.so's start-up only.  ``meanwhile`` runs while worker processes classify the
+    files (the run reads the dpkg database there), so both cores work.
     """
     job = start_scan(root, trees, exclude, keep_others=bool(hints))
     try:
@@ -72,7 +91,7 @@ def find_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:
 def load_package_state(
     root: Root,
     overrides: Sequence[str] = (),
-    db: Optional[DpkgDatabase] = None,
+    db: DpkgDatabase | None = None,
     use_lists: bool = True,
 ) -> PackageState:
     """The package graph and apt's autoremove policy of a root, as apt would see them."""
@@ -101,3 +120,339 @@ def load_package_state(
             "a linux-image package is installed: apt's kernel protection is not modelled"
         )
     return PackageState(database, graph, policy, config, tuple(warnings))
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run depends on besides the root's own files (the CLI's shared options)."""
+
+    root: str = "/"
+    trees: tuple[str, ...] = ()  # default: /usr/local
+    exclude: tuple[str, ...] = ()
+    allow_missing: bool = False
+    ld_library_path: str | None = None
+    isa_level: int = 1
+    platform: str | None = None
+    working_dir: str | None = None
+    image_path: str | None = None
+    hints: str | None = None  # a hints file on the host
+    drop_recommended_dlopen: bool = False
+    no_glibc_dlopens: bool = False
+    baseline: tuple[str, ...] = ()  # words, @FILE, or a path with a '/'
+    keep: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()  # apt options, KEY=VALUE
+
+    def settings(self, runtime: bool = True) -> LoaderSettings:
+        """Loader settings; ``runtime`` adds the loads after start-up (dlopen notes, glibc's)."""
+        if self.working_dir is not None and not self.working_dir.startswith("/"):
+            raise UsageError("--working-dir must be an absolute path inside the root")
+        prios = {"required"} if self.drop_recommended_dlopen else {"required", "recommended"}
+        return LoaderSettings(
+            ld_library_path=self.ld_library_path,
+            isa_level=self.isa_level,
+            platform=self.platform,
+            working_dir=self.working_dir,
+            dlopen_priorities=frozenset(prios) if runtime else frozenset(),
+            glibc_dlopens=runtime and not self.no_glibc_dlopens,
+        )
+
+    def baseline_words(self) -> list[str]:
+        """Words of the baseline values; a value is a file only as @FILE or a path with a '/'.
+
+        A package name never contains '/', so ``--baseline "$savedAptMark"`` can never be
+        mistaken for a file that happens to share a package's name.
+        """
+        words: list[str] = []
+        for v in self.baseline:
+            path = v[1:] if v.startswith("@") else v if "/" in v else None
+            if path is None:
+                words.extend(v.split())
+                continue
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    words.extend(f.read().split())
+            except OSError as exc:
+                raise ConfigError(f"cannot read baseline file: {exc.strerror}", path) from None
+        return words
+
+    def tree_paths(self, root: Root) -> list[str]:
+        """Root-relative trees; on the host, relative paths are taken from the working directory."""
+        return [_inside(root, p) for p in self.trees] or [DEFAULT_TREE]
+
+
+def _inside(root: Root, path: str, normalise: bool = True) -> str:
+    """Root-relative form of a path given by the user (``normalise``: abspath on the host)."""
+    if root.is_host and (normalise or not path.startswith("/")):
+        path = os.path.abspath(path)
+    return path if path.startswith("/") else "/" + path
+
+
+# -- reading the trees ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """The loader's answer for the trees, and what it could not read."""
+
+    root: Root
+    analysis: Analysis
+    warnings: tuple[str, ...]  # unreadable or malformed files, optional loads missing
+
+    @property
+    def ok(self) -> bool:
+        return self.analysis.ok
+
+
+def _scan_warnings(analysis: Analysis) -> tuple[str, ...]:
+    out = [f"{s.path}: {s.reason}" for s in analysis.scan.skipped if s.problem]
+    return (*out, *analysis.errors, *analysis.warnings)
+
+
+def analyse_trees(
+    opts: RunOptions,
+    root: Root | None = None,
+    meanwhile: Callable[[], object] | None = None,
+) -> Scanned:
+    """Scan and resolve the trees; UnresolvedError (with the details) unless allow_missing."""
+    r = root or Root(opts.root)
+    hints = load_hints(opts.hints) if opts.hints else ()
+    analysis = find_needs(
+        r, opts.tree_paths(r), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
+        hints, meanwhile,
+    )  # fmt: skip
+    done = Scanned(r, analysis, _scan_warnings(analysis))
+    if analysis.unresolved and not opts.allow_missing:
+        raise UnresolvedError(
+            f"{len(analysis.unresolved)} needed files are missing or would fail to load "
+            "(use --allow-missing to carry on)",
+            analysis.unresolved,
+            done.warnings,
+        )
+    return done
+
+
+def verify(opts: RunOptions) -> Scanned:
+    """After a purge: does everything in the trees still resolve?  (``ok`` says.)"""
+    return analyse_trees(replace(opts, allow_missing=True))
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """One whole answer: the trees' needs, the root's packages, the minimal plan, the warnings."""
+
+    root: Root
+    analysis: Analysis
+    state: PackageState
+    requirements: Requirements
+    plan: Plan
+    scan_warnings: tuple[str, ...]  # from reading the trees (see Scanned)
+    warnings: tuple[str, ...]  # about the packages and the plan
+
+    @property
+    def graph(self) -> PackageGraph:
+        return self.state.graph
+
+    @property
+    def keep_names(self) -> tuple[str, ...]:
+        """The minimal list, as apt-mark accepts the names."""
+        return tuple(self.graph.display_name(k) for k in self.plan.keep)
+
+    @property
+    def lost(self) -> tuple[str, ...]:
+        """Needed packages apt would still purge (a held-back or conflicting state)."""
+        return tuple(
+            self.graph.display_name(k) for k in self.plan.required if k in self.plan.marking.garbage
+        )
+
+
+def _unowned(req: Requirements) -> list[str]:
+    return [f"{lib}: needed file outside the trees that no package owns" for lib in req.unowned]
+
+
+def plan_run(opts: RunOptions, scanned: Scanned | None = None) -> PlanRun:
+    """Every step up to the plan; the root's package state is read while the scan runs."""
+    root = scanned.root if scanned is not None else Root(opts.root)
+    state_of = functools.cache(lambda: load_package_state(root, opts.overrides))
+    done = scanned or analyse_trees(opts, root, state_of)
+    state = state_of()
+    req = find_requirements(done.analysis, state.db)
+    extra = list(opts.keep) + list(req.hinted_packages)
+    plan = make_plan(state.graph, req.names, opts.baseline_words(), state.policy, extra)
+    warnings = [*state.warnings, *_unowned(req)]
+    warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
+    warnings += plan_caveats(done.analysis, state.graph, plan)
+    return PlanRun(root, done.analysis, state, req, plan, done.warnings, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class KeepList:
+    """``depmin keep``'s answer: the names to mark manual, with what they rest on."""
+
+    root: Root
+    analysis: Analysis
+    requirements: Requirements
+    names: tuple[str, ...]
+    minimal: bool
+    plan: Plan | None  # None with every_owner, or when nothing outside the trees is needed
+    graph: PackageGraph | None
+    scan_warnings: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def keep_list(opts: RunOptions, every_owner: bool = False) -> KeepList:
+    """The minimal list, or with ``every_owner`` every owner of a needed file (the pipeline's)."""
+    root = Root(opts.root)
+    if every_owner:
+        db_of = functools.cache(lambda: _indexed(load_dpkg_database(root)))
+        done = analyse_trees(opts, root, db_of)
+        db = db_of()
+        req = find_requirements(done.analysis, db)
+        names = sorted(set(req.names) | set(opts.keep) | set(req.hinted_packages))
+        warnings = (*db.warnings, *db.files.warnings, *_unowned(req))
+        return KeepList(root, done.analysis, req, tuple(names), False, None, None, done.warnings, warnings)
+    state_of = functools.cache(lambda: load_package_state(root, opts.overrides))
+    done = analyse_trees(opts, root, state_of)
+    a = done.analysis
+    if not opts.keep and not a.hinted_packages and all(lib.in_trees for lib in a.libraries):
+        # Nothing outside the trees is needed: the minimal list is empty whatever apt's
+        # state, so the package database and apt configuration need not be read.
+        return KeepList(root, a, Requirements((), (), ()), (), True, None, None, done.warnings, ())
+    run = plan_run(opts, done)
+    return KeepList(root, a, run.requirements, run.keep_names, True, run.plan, run.graph,
+                    done.warnings, run.warnings)  # fmt: skip
+
+
+def _indexed(db: DpkgDatabase) -> DpkgDatabase:
+    db.files  # noqa: B018 - build the ownership index now (during the scan, when asked)
+    return db
+
+
+# -- apt's state ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The manual packages of a root, as ``apt-mark showmanual`` prints them."""
+
+    root: Root
+    manual: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def snapshot(root: Root) -> Snapshot:
+    db = load_dpkg_database(root)
+    warnings = list(db.warnings)
+    names = aptstate.manual_set(root, build_package_graph(db), warn=warnings.append)
+    return Snapshot(root, tuple(names), tuple(warnings))
+
+
+@dataclass(frozen=True)
+class ApplyCheck:
+    """A plan apt itself agrees with: what apply would mark, and what the purge would remove."""
+
+    run: PlanRun
+    manual: tuple[str, ...]  # apt names marked manual: the baseline and the keep list
+    simulation: aptstate.Simulation  # apt-get -s purge --auto-remove with those marks
+    python_apt: bool = False  # python-apt agreed too (only when asked)
+    overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def installed(self) -> int:
+        return len(self.run.graph.nodes)
+
+
+def check_apply(run: PlanRun, overrides: Sequence[str] = (), with_python_apt: bool = False) -> ApplyCheck:
+    """Every check apply makes before changing anything; CheckError when one disagrees."""
+    if run.lost:
+        raise CheckError("required packages would be purged: " + " ".join(run.lost))
+    g, plan = run.graph, run.plan
+    manual_keys = list(plan.baseline) + list(plan.keep)
+    sim = aptstate.simulate_purge(run.root, g, manual_keys, overrides)
+    model = sorted(aptstate.apt_print_name(g, k) for k in plan.purged)
+    if sorted(sim.purged) != model:
+        only_apt = sorted(set(sim.purged) - set(model))
+        only_model = sorted(set(model) - set(sim.purged))
+        raise CheckError(
+            f"apt-get -s disagrees with the plan: apt only {only_apt}, depmin only {only_model}"
+        )
+    manual = tuple(g.nodes[k].apt_name for k in manual_keys)
+    if with_python_apt:
+        from depmin.debian.aptbridge import garbage_with_apt
+
+        got = garbage_with_apt(run.root, manual, overrides, g.native_arch)
+        if sorted(aptstate.normalise_apt_name(g, n) for n in got) != model:
+            raise CheckError("python-apt disagrees with the plan")
+    return ApplyCheck(run, manual, sim, with_python_apt, tuple(overrides))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What apply changed: the marks, and the purge's own output when it ran."""
+
+    marked: int
+    purge_output: str | None = None
+
+
+def apply(check: ApplyCheck, purge: bool = False) -> Applied:
+    """Mark the checked plan in apt (all auto, then the manual set), optionally purge.
+
+    Refuses (AptError, nothing changed) without root privileges or while the dpkg
+    lock is held; a failure while marking restores the previous marks.
+    """
+    root, g = check.run.root, check.run.graph
+    if os.geteuid() != 0:
+        raise AptError("changing apt's marks needs root (use --dry-run to see the plan)")
+    holder = aptstate.lock_holder(root)
+    if holder:
+        raise AptError(f"the dpkg lock is held ({holder}); nothing was changed")
+    aptstate.apply_marks(root, g, check.manual)
+    if not purge:
+        return Applied(len(check.manual))
+    proc = aptstate.purge(root, check.overrides)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip()[-800:]
+        raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}")
+    return Applied(len(check.manual), proc.stdout)
+
+
+# -- single files --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LddItem:
+    """One FILE of ``depmin ldd``: its load, or why it could not be read."""
+
+    file: str  # root-relative, as given
+    result: LoadResult | None
+    error: DepminError | None = None
+
+
+@dataclass(frozen=True)
+class LddRun:
+    root: Root
+    items: tuple[LddItem, ...]
+    warnings: tuple[str, ...]  # about the root's loader configuration
+
+    @property
+    def ok(self) -> bool:
+        return all(i.result is not None and i.result.ok for i in self.items)
+
+
+def ldd(opts: RunOptions, files: Sequence[str], dlopen: bool = False) -> LddRun:
+    """What each file would load, as ld.so would load it at start-up (``dlopen``: and after)."""
+    root = Root(opts.root)
+    resolver = Resolver.for_root(root, opts.settings(runtime=dlopen))
+    items: list[LddItem] = []
+    for f in files:
+        path = _inside(root, f, normalise=False)
+        try:
+            items.append(LddItem(path, resolver.load(path)))
+        except DepminError as exc:
+            items.append(LddItem(path, None, exc))
+    return LddRun(root, tuple(items), resolver.warnings)

@@ -14,16 +14,13 @@ import re
 from depmin.debian.pkggraph import RECOMMENDS, SUGGESTS, PackageGraph
 from depmin.debian.plan import Plan
 from depmin.loader.needs import Analysis
-from depmin.owners import Requirements
 
 #: Sonames of TLS libraries whose users need a CA bundle.
 TLS_SONAMES = re.compile(r"^lib(ssl|gnutls|mbedtls|wolfssl|nss3|curl(-gnutls)?)\.so(\.|$)")
 CA_PACKAGE = "ca-certificates"
 
 
-def plan_warnings(
-    analysis: Analysis, req: Requirements, graph: PackageGraph, plan: Plan
-) -> list[str]:
+def plan_caveats(analysis: Analysis, graph: PackageGraph, plan: Plan) -> list[str]:
     out: list[str] = []
     garbage = plan.marking.garbage
     watched = set(plan.required) | set(plan.keep)

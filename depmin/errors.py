@@ -6,6 +6,11 @@ depmin could not produce a trustworthy answer for some input.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from depmin.loader.needs import Unresolved
+
 #: Exit codes, documented in README.md ("Exit codes").
 EXIT_OK = 0
 EXIT_UNRESOLVED = 1  # a needed library is missing or would fail to load
@@ -56,10 +61,27 @@ class DpkgError(DepminError):
     """The dpkg database of a root is missing or malformed."""
 
 
+class UsageError(DepminError):
+    """An option's value is unusable (the CLI's bad command line, exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
 class UnresolvedError(DepminError):
-    """Needed libraries are missing or would fail to load."""
+    """Needed libraries are missing or would fail to load.
+
+    ``unresolved`` holds the failing requests (:class:`depmin.loader.needs.Unresolved`)
+    and ``warnings`` what else the run found, so a caller can show both.
+    """
 
     exit_code = EXIT_UNRESOLVED
+
+    def __init__(
+        self, message: str, unresolved: tuple[Unresolved, ...] = (), warnings: tuple[str, ...] = ()
+    ) -> None:
+        self.unresolved = unresolved
+        self.warnings = warnings
+        super().__init__(message)
 
 
 class AptError(DepminError):

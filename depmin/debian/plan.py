@@ -83,10 +83,11 @@ def make_plan(
     policy: Policy,
     extra_keep: Iterable[str] = (),
 ) -> Plan:
-    """Baseline names are what ``apt-mark showmanual`` printed; ``extra_keep`` are --keep names."""
+    """``required`` are package names or keys (the owners of needed files); baseline names are
+    what ``apt-mark showmanual`` printed; ``extra_keep`` are --keep names."""
     baseline, unknown = required_keys(graph, baseline_names)
     extra, unknown_extra = required_keys(graph, extra_keep)
-    req = [k for k in required if k in graph.nodes]
+    req, _ = required_keys(graph, required)  # owners only in config-files state are not installed
     req += [k for k in extra if k not in req]
     unknown += unknown_extra
     keep = minimal_keep(graph, req, baseline, policy)

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional
 
+from depmin.api import ApplyCheck, KeepList, PlanRun, Scanned, Snapshot
 from depmin.debian.pkggraph import Edge, PackageGraph
-from depmin.debian.plan import Plan
-from depmin.loader.needs import Analysis
-from depmin.owners import Requirements
-from depmin.rootfs import Root
+from depmin.loader.needs import Analysis, Unresolved
 
 KEEP_SCHEMA = "depmin.keep/1"
 PLAN_SCHEMA = "depmin.plan/1"
@@ -35,32 +33,36 @@ def _unresolved(analysis: Analysis) -> list[dict[str, Any]]:
     ]
 
 
+def unresolved_lines(unresolved: Sequence[Unresolved]) -> list[str]:
+    """One line per failing request: the file, the library, and where ld.so would have looked."""
+    lines = []
+    for u in unresolved:
+        what = "not found" if u.outcome.value == "missing" else f"would fail to load ({u.problem})"
+        where = f"; searched {', '.join(u.tried)}" if u.tried else ""
+        via = "" if u.requester == u.file else f" (needed by {u.requester})"
+        kind = "" if u.kind == "needed" else f" [{u.kind}]"
+        lines.append(f"{u.file}: {u.name}{kind} {what}{via}{where}")
+    return lines
+
+
 def _edge(e: Edge, graph: Optional[PackageGraph]) -> dict[str, str]:
     name = graph.display_name if graph is not None else (lambda k: k)
     return {"from": name(e.source), "kind": e.kind, "relation": e.relation, "to": name(e.target)}
 
 
-def keep_json(
-    root: Root,
-    analysis: Analysis,
-    req: Requirements,
-    names: list[str],
-    plan: Optional[Plan],
-    graph: Optional[PackageGraph],
-    warnings: Sequence[str] = (),
-    minimal: Optional[bool] = None,
-) -> dict[str, Any]:
-    """The depmin.keep/1 document; ``minimal`` defaults to whether a plan was made."""
+def keep_json(result: KeepList) -> dict[str, Any]:
+    """The depmin.keep/1 document."""
     how: dict[str, str] = {}
-    if plan is not None and graph is not None:
-        for r in plan.reasons:
-            how[graph.nodes[r.package].apt_name] = r.how
+    if result.plan is not None and result.graph is not None:
+        for r in result.plan.reasons:
+            how[result.graph.nodes[r.package].apt_name] = r.how
+    analysis, req = result.analysis, result.requirements
     return {
         "schema": KEEP_SCHEMA,
-        "root": root.top,
+        "root": result.root.top,
         "trees": list(analysis.scan.trees),
-        "minimal": plan is not None if minimal is None else minimal,
-        "keep": names,
+        "minimal": result.minimal,
+        "keep": list(result.names),
         "packages": [
             {
                 "package": p.package,
@@ -78,18 +80,13 @@ def keep_json(
             for s in analysis.scan.skipped
         ],
         "errors": list(analysis.errors),
-        "warnings": list(warnings),
+        "warnings": [*analysis.warnings, *result.warnings],
     }
 
 
-def plan_json(
-    root: Root,
-    analysis: Analysis,
-    req: Requirements,
-    plan: Plan,
-    graph: PackageGraph,
-    warnings: list[str],
-) -> dict[str, Any]:
+def plan_json(run: PlanRun) -> dict[str, Any]:
+    """The depmin.plan/1 document."""
+    analysis, req, plan, graph = run.analysis, run.requirements, run.plan, run.graph
     needs = {p.package: p for p in req.packages}
     required = []
     for r in plan.reasons:
@@ -107,7 +104,7 @@ def plan_json(
         )
     return {
         "schema": PLAN_SCHEMA,
-        "root": root.top,
+        "root": run.root.top,
         "trees": list(analysis.scan.trees),
         "config": {
             "APT::AutoRemove::RecommendsImportant": plan.policy.recommends_important,
@@ -134,7 +131,7 @@ def plan_json(
         "unowned": list(req.unowned),
         "unresolved": _unresolved(analysis),
         "unknown_names": list(plan.unknown),
-        "warnings": warnings,
+        "warnings": [*analysis.warnings, *run.warnings],
     }
 
 
@@ -151,7 +148,8 @@ def _size(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB" if kib >= 1024 else f"{kib} KiB"
 
 
-def plan_text(req: Requirements, plan: Plan, graph: PackageGraph, warnings: list[str]) -> list[str]:
+def plan_text(run: PlanRun) -> list[str]:
+    req, plan, graph = run.requirements, run.plan, run.graph
     needs = {p.package: p for p in req.packages}
     lines = [f"Mark manual ({len(plan.keep)}): the minimal list"]
     for k in plan.keep:
@@ -190,18 +188,20 @@ def plan_text(req: Requirements, plan: Plan, graph: PackageGraph, warnings: list
         lines.append(f"  {graph.display_name(k):<40}{_size(graph.nodes[k].installed_size):>12}")
     if req.in_trees:
         lines.append(f"Provided by the scanned trees ({len(req.in_trees)} libraries)")
-    for w in warnings:
+    for w in run.warnings:
         lines.append(f"warning: {w}")
     return lines
 
 
 VERIFY_SCHEMA = "depmin.verify/1"
+SNAPSHOT_SCHEMA = "depmin.snapshot/1"
 
 
-def verify_json(root: Root, analysis: Analysis) -> dict[str, Any]:
+def verify_json(done: Scanned) -> dict[str, Any]:
+    analysis = done.analysis
     return {
         "schema": VERIFY_SCHEMA,
-        "root": root.top,
+        "root": done.root.top,
         "trees": list(analysis.scan.trees),
         "ok": analysis.ok,
         "objects": len(analysis.scan.objects),
@@ -209,3 +209,25 @@ def verify_json(root: Root, analysis: Analysis) -> dict[str, Any]:
         "unresolved": _unresolved(analysis),
         "warnings": list(analysis.warnings),
     }
+
+
+def verify_summary(done: Scanned) -> str:
+    scan, analysis = done.analysis.scan, done.analysis
+    return f"{len(scan.objects)} ELF objects and {len(scan.scripts)} scripts checked: " + (
+        "all resolve" if analysis.ok else f"{len(analysis.unresolved)} problems"
+    )
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    return {"schema": SNAPSHOT_SCHEMA, "root": snap.root.top, "manual": list(snap.manual)}
+
+
+def dry_run_lines(check: ApplyCheck, purge: bool) -> list[str]:
+    """What ``apply --dry-run`` says it would do, and apt-get -s's own purge list."""
+    lines = [f"Would run: apt-mark auto <all {check.installed} installed packages>"]
+    if check.manual:
+        lines.append("Would run: apt-mark manual " + " ".join(sorted(check.manual)))
+    verb = "Would purge" if purge else "apt-get purge --auto-remove would then purge"
+    lines.append(f"{verb} ({len(check.simulation.purged)}, as apt-get -s prints them):")
+    lines += [f"  {name}" for name in check.simulation.purged]
+    return lines

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from types import MappingProxyType
 
+from depmin.api import PlanRun
 from depmin.debian.pkggraph import PackageGraph
 from depmin.debian.plan import Plan
 from depmin.errors import DepminError
@@ -25,6 +26,13 @@ _MAX = 5
 
 def _more(items: list[str] | tuple[str, ...]) -> str:
     return f" (+{len(items) - _MAX} more)" if len(items) > _MAX else ""
+
+
+def explain_run(target: str, run: PlanRun) -> list[str]:
+    """``depmin why``: the explanation, then the run's warnings that name the target."""
+    lines = explain(target, run.analysis, run.requirements, run.graph, run.plan)
+    lines += [f"  warning: {w}" for w in run.warnings if target in w]
+    return lines
 
 
 def explain(target: str, analysis: Analysis, req: Requirements, graph: PackageGraph, plan: Plan) -> list[str]:
