@@ -23,11 +23,14 @@ from typing import Optional
 from depmin.errors import DepminError, ElfError, RootError
 from depmin.loader.elf import ElfFile
 from depmin.loader.hints import Hint
-from depmin.loader.resolve import DLOPEN_KINDS, LoadResult, Outcome, Resolver, Step
+from depmin.loader.resolve import DLOPEN_KINDS, LoadResult, Outcome, RequestKind, Resolver, Step
 from depmin.loader.scan import ScanResult, Script
 
 #: Docker's default PATH, where ``/usr/bin/env NAME`` looks in an image.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: Which request kind explains a needed file best: a plain DT_NEEDED, then an interpreter.
+_RANK = {RequestKind.NEEDED: 0, RequestKind.INTERPRETER: 1}
 
 #: NSS services Debian's nsswitch.conf template names although no package ships them.
 QUIET_NSS = frozenset({"libnss_db.so.2", "libnss_nis.so.2"})
@@ -43,7 +46,7 @@ class NeededLibrary:
     needed_by: tuple[str, ...]  # scanned files (root objects, scripts) that need it
     in_trees: bool  # provided by the scanned trees, not by a package
     interpreter: bool = False  # PT_INTERP or a script's interpreter
-    how: str = "needed"  # needed, interpreter, dlopen-required, nss, hint, ...
+    how: RequestKind = RequestKind.NEEDED  # what first asked for it
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class Unresolved:
     problem: Optional[str]
     tried: tuple[str, ...]
     path: Optional[str]  # the failing candidate (FAILED)
-    kind: str = "needed"
+    kind: RequestKind = RequestKind.NEEDED
 
 
 @dataclass(frozen=True)
@@ -90,38 +93,39 @@ class _Collector:
         self.path_of: dict[str, str] = {}
         self.names_of: dict[str, list[str]] = {}
         self.users_of: dict[str, list[str]] = {}
-        self.how_of: dict[str, str] = {}
+        self.how_of: dict[str, RequestKind] = {}
         self.interps: set[str] = set()
         self.unresolved: list[Unresolved] = []
         self.warnings: list[str] = []
         self.suggested: list[tuple[str, str, Optional[str]]] = []
         self.packages: list[tuple[str, str]] = []
 
-    def add(self, path: str, real: str, names: Sequence[str], user: str, how: str) -> None:
+    def add(self, path: str, real: str, names: Sequence[str], user: str, how: RequestKind) -> None:
         self.path_of.setdefault(real, path)
         known = self.names_of.setdefault(real, [])
         known.extend(n for n in names if n not in known)
         users = self.users_of.setdefault(real, [])
         if user not in users:
             users.append(user)
-        if how == "interpreter":
+        if how is RequestKind.INTERPRETER:
             self.interps.add(real)
-        rank = {"needed": 0, "interpreter": 1}  # a plain DT_NEEDED explains best
         current = self.how_of.get(real)
-        if current is None or rank.get(how, 2) < rank.get(current, 2):
+        if current is None or _RANK.get(how, 2) < _RANK.get(current, 2):
             self.how_of[real] = how
 
     def add_load(self, res: LoadResult, user: str) -> None:
-        kind_of: dict[int, str] = {}
+        kind_of: dict[int, RequestKind] = {}
         for req in res.requests:
             if req.target is not None and req.outcome is Outcome.FOUND:
                 kind_of.setdefault(req.target, req.kind)
         for obj in res.runtime_files:
             how = (
-                "interpreter" if obj.step is Step.INTERPRETER else kind_of.get(obj.index, "needed")
+                RequestKind.INTERPRETER
+                if obj.step is Step.INTERPRETER
+                else kind_of.get(obj.index, RequestKind.NEEDED)
             )
-            if how in ("auxiliary", "filter", "preload"):
-                how = "needed"
+            if how in (RequestKind.AUXILIARY, RequestKind.FILTER, RequestKind.PRELOAD):
+                how = RequestKind.NEEDED
             self.add(obj.path, obj.realpath, obj.names, user, how)
         for req in res.requests:
             requester = res.objects[req.requester].path
@@ -131,7 +135,7 @@ class _Collector:
                                req.path, req.kind)
                 )  # fmt: skip
             elif req.outcome is Outcome.IGNORED and req.kind in DLOPEN_KINDS:
-                if not (req.kind == "nss" and req.name in QUIET_NSS):
+                if not (req.kind is RequestKind.NSS and req.name in QUIET_NSS):
                     self.warnings.append(
                         f"{user}: {requester} may dlopen {req.name} ({req.kind}), not found"
                     )
@@ -148,7 +152,7 @@ class _Collector:
                 tuple(self.users_of[real]),
                 self.scan.in_trees(real),
                 real in self.interps,
-                self.how_of.get(real, "needed"),
+                self.how_of.get(real, RequestKind.NEEDED),
             )
             for real in sorted(self.path_of)
         )
@@ -265,7 +269,7 @@ def _scripts(scan: ScanResult, resolver: Resolver, path_env: str, out: _Collecto
                     continue
                 out.unresolved.append(
                     Unresolved(script.path, script.path, name, Outcome.MISSING,
-                               "interpreter not found", tuple(tried), None, "interpreter")
+                               "interpreter not found", tuple(tried), None, RequestKind.INTERPRETER)
                 )  # fmt: skip
                 continue
             try:
@@ -273,7 +277,7 @@ def _scripts(scan: ScanResult, resolver: Resolver, path_env: str, out: _Collecto
             except RootError as exc:
                 out.unresolved.append(
                     Unresolved(script.path, script.path, name, Outcome.FAILED, exc.problem,
-                               (path,), path, "interpreter")
+                               (path,), path, RequestKind.INTERPRETER)
                 )  # fmt: skip
                 continue
             if real is None and not is_program(script.path):
@@ -282,12 +286,12 @@ def _scripts(scan: ScanResult, resolver: Resolver, path_env: str, out: _Collecto
             if real is None:
                 out.unresolved.append(
                     Unresolved(script.path, script.path, name, Outcome.MISSING,
-                               "interpreter not found", (path,), None, "interpreter")
+                               "interpreter not found", (path,), None, RequestKind.INTERPRETER)
                 )  # fmt: skip
                 continue
             if scan.in_trees(real):
                 continue  # scanned itself: an ELF is a root, a script has its own #!
-            out.add(path, real, (name,), script.path, "interpreter")
+            out.add(path, real, (name,), script.path, RequestKind.INTERPRETER)
             if real not in interp_loads:
                 try:
                     interp_loads[real] = resolver.load(real)
@@ -346,10 +350,10 @@ def _hints(
                 if res is None:
                     out.unresolved.append(
                         Unresolved(f, f, soname, Outcome.MISSING,
-                                   f"declared in hints ({hint.pattern})", (), None, "hint")
+                                   f"declared in hints ({hint.pattern})", (), None, RequestKind.HINT)
                     )  # fmt: skip
                     continue
                 out.add_load(res, f)
                 if elf is None:
                     main = res.objects[0]
-                    out.add(main.path, main.realpath, (soname,), f, "hint")
+                    out.add(main.path, main.realpath, (soname,), f, RequestKind.HINT)
