@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Optional
 
 from depmin.errors import RootError
 
@@ -40,7 +39,7 @@ class Root:
         top = os.path.abspath(top)
         self.top = top
         self._prefix = "" if top == "/" else top
-        self._dirs: dict[str, Optional[str]] = {"/": "/"}
+        self._dirs: dict[str, str | None] = {"/": "/"}
 
     def __repr__(self) -> str:
         return f"Root({self.top!r})"

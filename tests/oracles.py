@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 LDSO = "/lib64/ld-linux-x86-64.so.2"
 _ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -26,7 +26,7 @@ def host_isa_level() -> int:
     return max(levels, default=1)
 
 
-def ldd(path: str, env: Optional[dict[str, str]] = None) -> tuple[set[str], str]:
+def ldd(path: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
     """Real paths ldd resolves for ``path`` (vdso aside), and its raw output.
 
     ``not found`` entries are reported as ``"<name> => not found"`` strings in the set.
@@ -55,7 +55,7 @@ def parse_trace(text: str, canonical: Callable[[str], str]) -> set[str]:
     return found
 
 
-def trace_exec(path: str, env: Optional[dict[str, str]] = None) -> tuple[set[str], str]:
+def trace_exec(path: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
     """Like :func:`ldd`, but the kernel starts ``path`` itself (LD_TRACE_LOADED_OBJECTS=1).
 
     ldd runs ``ld.so FILE``, so the main program's $ORIGIN is the directory of the
@@ -84,8 +84,8 @@ print(json.dumps({"stdout": out, "stderr": err, "real": {w: os.path.realpath(w) 
 
 
 def chroot_trace(
-    root: str, path: str, env: Optional[dict[str, str]] = None, direct: bool = False
-) -> Optional[tuple[set[str], str]]:
+    root: str, path: str, env: dict[str, str] | None = None, direct: bool = False
+) -> tuple[set[str], str] | None:
     """ld.so's own answer for ``path`` inside ``root``, or None when chroot is not permitted.
 
     A Python child chroots (so the kernel, not depmin, resolves every link inside
@@ -110,7 +110,7 @@ def chroot_trace(
     return parse_trace(got["stdout"], lambda w: real.get(w, w)), got["stdout"] + got["stderr"]
 
 
-def ldd_order(path: str, env: Optional[dict[str, str]] = None) -> list[str]:
+def ldd_order(path: str, env: dict[str, str] | None = None) -> list[str]:
     """ldd's lines, load addresses stripped, for exact comparisons with ``depmin ldd``."""
     full_env = dict(_ENV, **(env or {}))
     p = subprocess.run(["ldd", path], capture_output=True, text=True, env=full_env)

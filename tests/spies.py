@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar
 
 import pytest
 
@@ -23,7 +23,7 @@ _STDLIB = os.path.dirname(os.__file__)
 _DEPMIN = os.path.dirname(depmin.__file__)
 
 
-def in_thread(fn: Callable[[], T], timeout: float = 30, what: str = "the call") -> Union[T, BaseException]:
+def in_thread(fn: Callable[[], T], timeout: float = 30, what: str = "the call") -> T | BaseException:
     """Run ``fn`` in a daemon thread; a hang fails the test instead of sticking the suite.
 
     Returns the result, or the exception ``fn`` raised.

@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Union
 
 import pytest
 
@@ -122,10 +121,10 @@ def build_image_root(top: Path, programs: Sequence[str] = ("/usr/bin/true",)) ->
 
 
 def run_cli(
-    args: Sequence[Union[str, bytes]],
+    args: Sequence[str | bytes],
     prefix: Sequence[str] = (),
     timeout: float = 300,
-    cwd: Optional[Path] = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """``python -m depmin ARGS`` in a child process (bytes: names may not be UTF-8)."""
     return subprocess.run(

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -47,7 +47,7 @@ FOUR = [(ri, si) for ri in (False, True) for si in (False, True)]
 
 
 @functools.cache
-def apt_python() -> Optional[str]:
+def apt_python() -> str | None:
     """An interpreter that can import apt_pkg (the project venv is Debian's python3)."""
     for exe in (sys.executable, "/usr/bin/python3"):
         if os.access(exe, os.X_OK):
@@ -79,7 +79,7 @@ def guard_prefix() -> tuple[str, ...]:
 
 
 def run_guarded(
-    argv: Sequence[str], env: Optional[dict[str, str]] = None, stdin: Optional[str] = None
+    argv: Sequence[str], env: dict[str, str] | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
     full.update(env or {})
@@ -161,8 +161,8 @@ class AptAnswer:
 def apt_oracle(
     cases: Sequence[Iterable[str]],
     recommends: bool,
-    suggests: Optional[bool] = None,
-    apt_config: Optional[str] = None,
+    suggests: bool | None = None,
+    apt_config: str | None = None,
     extra: Sequence[tuple[str, str]] = (),
 ) -> AptAnswer:
     """python-apt's garbage for each manual set (``name:arch``, apt's spelling).
@@ -208,7 +208,7 @@ def model_garbage(state: PackageState, manual: Iterable[str]) -> frozenset[str]:
     return apt_names(state.graph, mark_and_sweep(state.graph, manual, state.policy).garbage)
 
 
-def overrides_for(recommends: bool, suggests: Optional[bool]) -> list[str]:
+def overrides_for(recommends: bool, suggests: bool | None) -> list[str]:
     out = [f"{RI}={'true' if recommends else 'false'}"]
     if suggests is not None:
         out.append(f"{SI}={'true' if suggests else 'false'}")
@@ -216,10 +216,10 @@ def overrides_for(recommends: bool, suggests: Optional[bool]) -> list[str]:
 
 
 def apt_get_purged(
-    marks_text: Optional[str],
+    marks_text: str | None,
     overrides: Sequence[str],
     tmp: Path,
-    apt_config: Optional[str] = None,
+    apt_config: str | None = None,
 ) -> frozenset[str]:
     """``Purg`` lines of ``apt-get -s purge --auto-remove``, written independently of depmin.
 
@@ -267,7 +267,7 @@ def host() -> PackageState:
     return load_package_state(Root("/"))
 
 
-def host_state(recommends: bool, suggests: Optional[bool]) -> PackageState:
+def host_state(recommends: bool, suggests: bool | None) -> PackageState:
     return load_package_state(Root("/"), overrides_for(recommends, suggests))
 
 
@@ -370,7 +370,7 @@ def test_host_bridge_equals_oracle(host: PackageState) -> None:
     [("all auto", False, None), ("seed 2", True, True), ("metapackages", False, True)],
 )
 def test_host_apt_get_simulation(
-    label: str, recommends: bool, suggests: Optional[bool], tmp_path: Path
+    label: str, recommends: bool, suggests: bool | None, tmp_path: Path
 ) -> None:
     overrides = overrides_for(recommends, suggests)
     state = load_package_state(Root("/"), overrides)
@@ -641,7 +641,7 @@ def test_fixture_garbage_equals_python_apt(
     fixture_roots: dict[bool, tuple[Root, str]],
     broken: bool,
     recommends: bool,
-    suggests: Optional[bool],
+    suggests: bool | None,
 ) -> None:
     root, conf = fixture_roots[broken]
     state = load_package_state(root, overrides_for(recommends, suggests))
@@ -742,7 +742,7 @@ def test_fixture_marks_file_equals_python_apt(
 def test_fixture_apt_get_simulation(
     fixture_roots: dict[bool, tuple[Root, str]],
     recommends: bool,
-    suggests: Optional[bool],
+    suggests: bool | None,
     tmp_path: Path,
 ) -> None:
     root, conf = fixture_roots[False]
@@ -793,7 +793,7 @@ def _mirror_and_suite() -> tuple[str, str]:
     return mirror, suite
 
 
-def _edit(stanza: str, name: str, value: Optional[str]) -> str:
+def _edit(stanza: str, name: str, value: str | None) -> str:
     """Set (or with None delete) one field of a status stanza."""
     stanza = re.sub(rf"^{name}: .*\n?", "", stanza, flags=re.M)
     if value is None:

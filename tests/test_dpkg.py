@@ -10,7 +10,6 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.skipif(
 # --- oracle helpers -------------------------------------------------------------
 
 
-def dpkg_query(args: list[str], admindir: Optional[str] = None) -> subprocess.CompletedProcess[str]:
+def dpkg_query(args: list[str], admindir: str | None = None) -> subprocess.CompletedProcess[str]:
     cmd = ["dpkg-query"] + ([f"--admindir={admindir}"] if admindir else []) + args
     return subprocess.run(
         cmd,
@@ -44,7 +43,7 @@ def dpkg_query(args: list[str], admindir: Optional[str] = None) -> subprocess.Co
     )
 
 
-def search(paths: list[str], admindir: Optional[str] = None) -> dict[str, set[str]]:
+def search(paths: list[str], admindir: str | None = None) -> dict[str, set[str]]:
     """``dpkg-query --search`` for exact paths, batched: path -> owner names.
 
     Paths dpkg does not know are absent; ``diversion by``/``local diversion``
@@ -65,7 +64,7 @@ def search(paths: list[str], admindir: Optional[str] = None) -> dict[str, set[st
     return found
 
 
-def raw_search(path: str, admindir: Optional[str] = None) -> list[str]:
+def raw_search(path: str, admindir: str | None = None) -> list[str]:
     return dpkg_query(["--search", "--", path], admindir).stdout.splitlines()
 
 

@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -35,7 +35,7 @@ SCRIPT = REPO / "scripts" / "e2e"
 PIPELINES = ("seed", "official")
 
 
-def _mirror() -> Optional[tuple[str, int]]:
+def _mirror() -> tuple[str, int] | None:
     """Host and port of the bookworm mirror this machine's apt sources name."""
     if shutil.which("apt-get") is None:
         return None

@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 import pytest
 from elftools.elf.dynamic import DynamicSegment
@@ -53,7 +53,7 @@ def read_blob(blob: bytes) -> ElfFile:
         os.close(fd)
 
 
-def outcome(blob: bytes) -> Union[ElfFile, ElfError]:
+def outcome(blob: bytes) -> ElfFile | ElfError:
     try:
         elf = read_blob(blob)
     except ElfError as exc:
@@ -65,7 +65,7 @@ def outcome(blob: bytes) -> Union[ElfFile, ElfError]:
     return elf
 
 
-def kind_of(got: Union[ElfFile, ElfError]) -> str:
+def kind_of(got: ElfFile | ElfError) -> str:
     assert isinstance(got, ElfError), f"expected an ElfError, got {got!r}"
     return got.kind
 
@@ -187,7 +187,7 @@ def _put(fmt: str, off: int, value: int) -> Mutate:
     return apply
 
 
-def _phdr(p_type: str, field: str, value: Union[int, Callable[[Layout], int]]) -> Mutate:
+def _phdr(p_type: str, field: str, value: int | Callable[[Layout], int]) -> Mutate:
     at = {"p_type": (0, "I"), "p_offset": (8, "Q"), "p_vaddr": (16, "Q"), "p_filesz": (32, "Q")}
 
     def apply(s: Layout, b: bytearray) -> None:
@@ -198,7 +198,7 @@ def _phdr(p_type: str, field: str, value: Union[int, Callable[[Layout], int]]) -
     return apply
 
 
-def _dyn(d_tag: str, value: Union[int, Callable[[Layout], int]]) -> Mutate:
+def _dyn(d_tag: str, value: int | Callable[[Layout], int]) -> Mutate:
     def apply(s: Layout, b: bytearray) -> None:
         v = value(s) if callable(value) else value
         struct.pack_into("<Q", b, s.tag(d_tag)[1] + 8, v)
@@ -206,7 +206,7 @@ def _dyn(d_tag: str, value: Union[int, Callable[[Layout], int]]) -> Mutate:
     return apply
 
 
-def _xnum(count: int, shoff: Optional[int] = None) -> Mutate:
+def _xnum(count: int, shoff: int | None = None) -> Mutate:
     def apply(s: Layout, b: bytearray) -> None:
         off = struct.unpack_from("<Q", b, 40)[0] if shoff is None else shoff
         struct.pack_into("<H", b, 56, 0xFFFF)
@@ -328,7 +328,7 @@ def count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
-def _sparse(tmp_path: Path, blob: bytes, tail: Optional[tuple[int, bytes]] = None) -> str:
+def _sparse(tmp_path: Path, blob: bytes, tail: tuple[int, bytes] | None = None) -> str:
     path = tmp_path / "sparse.elf"
     with open(path, "wb") as f:
         f.write(blob)
@@ -375,7 +375,7 @@ def test_sparse_2gb_huge_regions(tmp_path: Path, sample: Layout, full: ElfFile,
         _dyn(p_type, 2 * GIB - sample.strtab)(sample, blob)
     path = _sparse(tmp_path, bytes(blob))
     try:
-        got: Union[ElfFile, ElfError] = replace(read_elf_path(path), path=NAME)
+        got: ElfFile | ElfError = replace(read_elf_path(path), path=NAME)
     except ElfError as exc:
         got = exc
     if p_type == "PT_NOTE":
@@ -428,7 +428,7 @@ def _mutations(size: int, hot: list[int]) -> st.SearchStrategy[list[tuple[int, i
     return st.lists(anywhere | field, min_size=1, max_size=6)
 
 
-def _apply(blob: bytes, muts: list[tuple[int, int, int]], cut: Optional[int], bo: str) -> bytes:
+def _apply(blob: bytes, muts: list[tuple[int, int, int]], cut: int | None, bo: str) -> bytes:
     out = bytearray(blob)
     for off, width, value in muts:
         if off + width <= len(out):
@@ -470,7 +470,7 @@ _SAMPLE_HOT = _hot_offsets(_SAMPLE_BLOB) if _SAMPLE_BLOB else [0]
 @FUZZ
 @given(_mutations(max(len(_SAMPLE_BLOB), 1), _SAMPLE_HOT),
        st.none() | st.integers(0, max(len(_SAMPLE_BLOB), 1)))  # fmt: skip
-def test_fuzz_mutated_real_binary(muts: list[tuple[int, int, int]], cut: Optional[int]) -> None:
+def test_fuzz_mutated_real_binary(muts: list[tuple[int, int, int]], cut: int | None) -> None:
     outcome(_apply(_SAMPLE_BLOB, muts, cut, "<"))
 
 

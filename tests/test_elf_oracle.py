@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any
 
 import pytest
 from elftools.common.utils import parse_cstring_from_stream
@@ -56,18 +56,18 @@ class Fields:
     osabi: int
     abiversion: int
     type: int
-    interp: Optional[bytes] = None
+    interp: bytes | None = None
     needed: tuple[bytes, ...] = ()
-    rpath: Optional[bytes] = None
-    runpath: Optional[bytes] = None
-    soname: Optional[bytes] = None
+    rpath: bytes | None = None
+    runpath: bytes | None = None
+    soname: bytes | None = None
     flags_1: int = 0
     auxiliary: tuple[bytes, ...] = ()
     filter: tuple[bytes, ...] = ()
     notes: tuple[tuple[bytes, int, bytes], ...] = ()
 
 
-def _b(text: Optional[str]) -> Optional[bytes]:
+def _b(text: str | None) -> bytes | None:
     return None if text is None else text.encode("utf-8", "surrogateescape")
 
 
@@ -91,7 +91,7 @@ def ours(elf: ElfFile) -> Fields:
     )
 
 
-def _num(value: Union[str, int], names: Any) -> int:
+def _num(value: str | int, names: Any) -> int:
     """pyelftools gives known enum values as names and unknown ones as numbers."""
     return value if isinstance(value, int) else int(names[value])
 
@@ -112,7 +112,7 @@ def theirs(stream: IO[bytes]) -> Fields:
     if e_type not in (2, 3):
         # ld.so maps only ET_EXEC and ET_DYN; the reader stops at the header for others.
         return head
-    interp: Optional[bytes] = None
+    interp: bytes | None = None
     dynamic: Any = None
     notes: list[tuple[bytes, int, bytes]] = []
     for seg in elf.iter_segments():
@@ -128,7 +128,7 @@ def theirs(stream: IO[bytes]) -> Fields:
     head = replace(head, interp=interp, notes=tuple(notes))
     if dynamic is None:
         return head
-    strtab: Optional[int] = None
+    strtab: int | None = None
     lists: dict[str, list[int]] = {"DT_NEEDED": [], "DT_AUXILIARY": [], "DT_FILTER": []}
     single: dict[str, int] = {}
     flags_1 = 0
@@ -170,7 +170,7 @@ def differences(a: Fields, b: Fields) -> list[str]:
     ]
 
 
-def compare_path(path: str) -> tuple[Optional[Fields], list[str]]:
+def compare_path(path: str) -> tuple[Fields | None, list[str]]:
     """depmin's fields for one file, and the problems found: none when both readers agree."""
     try:
         mine = ours(read_elf_path(path))
@@ -191,7 +191,7 @@ def compare_bytes(blob: bytes, tmp: Path) -> tuple[Fields, list[str]]:
     return mine, differences(mine, theirs(io.BytesIO(blob)))
 
 
-def _compare_chunk(paths: list[str]) -> list[tuple[str, Optional[Fields], list[str]]]:
+def _compare_chunk(paths: list[str]) -> list[tuple[str, Fields | None, list[str]]]:
     return [(p, *compare_path(p)) for p in paths]
 
 
@@ -324,11 +324,11 @@ class Spec:
 
     elfclass: int
     data: int
-    interp: Optional[bytes] = b"/lib/ld-test.so.1"
+    interp: bytes | None = b"/lib/ld-test.so.1"
     needed: tuple[bytes, ...] = (b"libone.so.1", b"libtwo.so.2")
-    soname: Optional[bytes] = b"libself.so.3"
-    rpath: Optional[bytes] = b"/opt/rpath"
-    runpath: Optional[bytes] = b""
+    soname: bytes | None = b"libself.so.3"
+    rpath: bytes | None = b"/opt/rpath"
+    runpath: bytes | None = b""
     auxiliary: tuple[bytes, ...] = (b"libaux.so",)
     filter: tuple[bytes, ...] = (b"libfilt.so",)
     flags_1: int = 0x800

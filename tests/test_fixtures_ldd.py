@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytest
 from click.testing import CliRunner
@@ -87,8 +87,8 @@ class Fixtures:
         rel: str,
         source: str,
         needs: tuple[str, ...],
-        rpath: Optional[str],
-        runpath: Optional[str],
+        rpath: str | None,
+        runpath: str | None,
         args: tuple[str, ...],
     ) -> Path:
         flags = list(args)
@@ -103,10 +103,10 @@ class Fixtures:
         self,
         rel: str,
         *,
-        soname: Optional[str] = None,
+        soname: str | None = None,
         needs: tuple[str, ...] = (),
-        rpath: Optional[str] = None,
-        runpath: Optional[str] = None,
+        rpath: str | None = None,
+        runpath: str | None = None,
         args: tuple[str, ...] = (),
     ) -> Path:
         """A shared library; its SONAME defaults to its file name ("" for none)."""
@@ -121,8 +121,8 @@ class Fixtures:
         rel: str,
         *,
         needs: tuple[str, ...] = (),
-        rpath: Optional[str] = None,
-        runpath: Optional[str] = None,
+        rpath: str | None = None,
+        runpath: str | None = None,
         args: tuple[str, ...] = (),
     ) -> Path:
         return self._build(rel, "int main(void) { return 0; }\n", needs, rpath, runpath, args)
@@ -152,7 +152,7 @@ class Case:
     """A program to resolve and how the process would be started."""
 
     exe: Path
-    ld_library_path: Optional[str] = None
+    ld_library_path: str | None = None
     direct: bool = False  # oracle: run the program itself, not ``ld.so FILE`` (see trace_exec)
 
     @property
@@ -384,18 +384,18 @@ def oracle_answer(found: set[str], raw: str) -> set[str]:
     return {f"error: {m.group(1)}: {m.group(2)}"} if m else found
 
 
-def oracle(case: Case, path: Optional[Path] = None) -> tuple[set[str], str]:
+def oracle(case: Case, path: Path | None = None) -> tuple[set[str], str]:
     target = str(path or case.exe)
     found, raw = (trace_exec if case.direct else ldd)(target, case.env)
     return oracle_answer(found, raw), raw
 
 
-def resolve(case: Case, settings: LoaderSettings, path: Optional[Path] = None, root: str = "/") -> LoadResult:
+def resolve(case: Case, settings: LoaderSettings, path: Path | None = None, root: str = "/") -> LoadResult:
     s = replace(settings, ld_library_path=case.ld_library_path)
     return Resolver.for_root(Root(root), s).load(str(path or case.exe))
 
 
-def check(case: Case, settings: LoaderSettings, path: Optional[Path] = None) -> LoadResult:
+def check(case: Case, settings: LoaderSettings, path: Path | None = None) -> LoadResult:
     """Resolve ``path`` (default: the case's program) and assert it matches the oracle."""
     expected, raw = oracle(case, path)
     result = resolve(case, settings, path)
@@ -403,7 +403,7 @@ def check(case: Case, settings: LoaderSettings, path: Optional[Path] = None) -> 
     return result
 
 
-def req(result: LoadResult, name: str, by: Optional[str] = None) -> Request:
+def req(result: LoadResult, name: str, by: str | None = None) -> Request:
     """The request for ``name`` (made by the object whose file name is ``by``)."""
     for r in result.requests:
         requester = result.objects[r.requester]
@@ -716,7 +716,7 @@ def view(result: LoadResult) -> list[tuple[Any, ...]]:
     """Everything about each request that must not depend on where the root lies."""
     objs = result.objects
 
-    def where(i: Optional[int]) -> tuple[Optional[str], Optional[str]]:
+    def where(i: int | None) -> tuple[str | None, str | None]:
         return (None, None) if i is None else (objs[i].path, objs[i].realpath)
 
     return [
@@ -735,7 +735,7 @@ def view(result: LoadResult) -> list[tuple[Any, ...]]:
     ]
 
 
-def chroot_oracle(top: Path, case: Case, path: Optional[str] = None) -> Optional[set[str]]:
+def chroot_oracle(top: Path, case: Case, path: str | None = None) -> set[str] | None:
     """ld.so's answer inside the root, or None when it cannot be had.
 
     A program started directly needs /proc/self/exe for its $ORIGIN, and the root
@@ -845,3 +845,37 @@ def test_usr_local_lib_needs_the_cache(tmp_path: Path, settings: LoaderSettings)
         by_ldso = chroot_oracle(top, case, f"/opt/app/{prog}")
         if by_ldso is not None:
             assert by_ldso == answer(res)
+
+
+def test_a_library_installed_after_ldconfig_is_not_found_and_the_note_says_run_ldconfig(
+    tmp_path: Path,
+) -> None:
+    """ld.so reads /usr/local/lib only through ld.so.cache: depmin agrees, and names the cause.
+
+    The oracle is the real ld.so in the root before and after the real ``ldconfig -r``.
+    """
+    top = tmp_path / "root"
+    make_root(top, set())
+    (top / "etc/ld.so.conf.d/libc.conf").write_text("/usr/local/lib\n")
+    ldconfig_in(top)  # the cache is built before the library arrives, as when ldconfig is forgotten
+    lib = top / "usr/local/lib/libdepmin-late.so.1"
+    lib.parent.mkdir(parents=True)
+    gcc(lib, "int late(void) { return 0; }\n", "-shared", "-fPIC", "-Wl,-soname,libdepmin-late.so.1")
+    gcc(top / "usr/local/bin/late", "int late(void);\nint main(void) { return late(); }\n", str(lib))
+    from depmin.api import RunOptions, verify
+
+    before = verify(RunOptions(root=str(top)))
+    by_ldso = chroot_trace(str(top), "/usr/local/bin/late")
+    if by_ldso is not None:
+        assert "libdepmin-late.so.1 => not found" in by_ldso[1], by_ldso[1]
+    [missing] = before.analysis.unresolved
+    assert (missing.name, missing.outcome) == ("libdepmin-late.so.1", Outcome.MISSING)
+    assert missing.note == "/usr/local/lib/libdepmin-late.so.1 exists but ld.so.cache does not list it: run ldconfig"
+    res = CliRunner().invoke(cli_main, ["verify", "--root", str(top)])
+    assert res.exit_code == 1 and "run ldconfig" in res.output
+    ldconfig_in(top)
+    after = verify(RunOptions(root=str(top)))
+    assert after.ok
+    if by_ldso is not None:
+        fixed = chroot_trace(str(top), "/usr/local/bin/late")
+        assert fixed is not None and "/usr/local/lib/libdepmin-late.so.1" in fixed[0]

@@ -17,7 +17,7 @@ import socket
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 import pytest
 from click.testing import CliRunner
@@ -334,7 +334,7 @@ def test_special_files_are_never_opened_and_never_block(
 # --- unreadable files and directories ------------------------------------------------------
 
 
-def root_is_denied(path: Path) -> Optional[str]:
+def root_is_denied(path: Path) -> str | None:
     """None when a child without CAP_DAC_* really gets EACCES on ``path``; else why not."""
     if shutil.which(NO_DAC[0]) is None:
         return "setpriv is not installed"

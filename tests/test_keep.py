@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 import pytest
 
@@ -75,7 +75,7 @@ Arg = Union[str, bytes, Path]
 
 def depmin(*args: Arg) -> subprocess.CompletedProcess[bytes]:
     """``python -m depmin ARGS`` with bytes output, as a user's shell would run it."""
-    argv: list[Union[str, bytes]] = [a if isinstance(a, (str, bytes)) else str(a) for a in args]
+    argv: list[str | bytes] = [a if isinstance(a, (str, bytes)) else str(a) for a in args]
     return subprocess.run(
         [sys.executable, "-m", "depmin", *argv],
         cwd=REPO,
@@ -107,7 +107,7 @@ def ldd_paths(path: Arg) -> dict[str, str]:
     return {m[0]: m[1] for m in re.findall(r"^\s*(\S+) => (\S+)", out, re.M)}
 
 
-def owners_of(paths: Iterable[str], search: Optional[Search] = None) -> set[str]:
+def owners_of(paths: Iterable[str], search: Search | None = None) -> set[str]:
     """dpkg-query's owners of the files ld.so opens at ``paths`` (recorded forms, as depmin)."""
     paths = set(paths)
     aliases = host_aliases()
@@ -399,7 +399,7 @@ def _list(paths: Sequence[str]) -> str:
 class Diversion:
     original: str
     to: str
-    by: Optional[str]  # None: a local diversion
+    by: str | None  # None: a local diversion
 
 
 def _search_admindir(admindir: Path, paths: Iterable[str]) -> tuple[dict[str, set[str]], list[Diversion]]:
@@ -817,7 +817,7 @@ def _awk_owners(pattern: str) -> list[str]:
     return sorted({w[:-1] for w in words if w.endswith(":")})
 
 
-def _cpython(version: str) -> Optional[Path]:
+def _cpython(version: str) -> Path | None:
     return next((v for v in VERSIONS if v.name == version), None)
 
 

@@ -15,7 +15,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import pytest
 
@@ -39,7 +39,7 @@ def host_aliases() -> tuple[str, ...]:
     )
 
 
-def twin(path: str, aliases: Iterable[str]) -> Optional[str]:
+def twin(path: str, aliases: Iterable[str]) -> str | None:
     """The other spelling of ``path`` across a merged-/usr alias, or None if it has none."""
     for a in aliases:
         if path.startswith(a + "/"):
@@ -63,7 +63,7 @@ _DIVERSION_LINE = re.compile(r"^diversion by .+? (?:from|to): (/.*)$")
 _NOT_FOUND = re.compile(r"^dpkg-query: no path found matching pattern (/.*)$")
 
 
-def dpkg_search(paths: Iterable[str], admindir: Optional[str] = None) -> Search:
+def dpkg_search(paths: Iterable[str], admindir: str | None = None) -> Search:
     """Batched ``LC_ALL=C dpkg-query --search`` on exact paths (no glob characters)."""
     todo = sorted(set(paths))
     assert not any(set(p) & set("*?[\\") for p in todo), "exact paths only"

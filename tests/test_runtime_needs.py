@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -100,7 +100,7 @@ def _twins(path: str) -> list[str]:
     return out
 
 
-def owners(paths: Iterable[str], admindir: Optional[str] = None) -> set[str]:
+def owners(paths: Iterable[str], admindir: str | None = None) -> set[str]:
     """Owners ``dpkg-query --search`` prints for files, as opened and canonical.
 
     On the host each path is asked in both merged-/usr spellings (dpkg knows only

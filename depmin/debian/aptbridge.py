@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
-from typing import Optional
 
 from depmin.errors import CheckError
 from depmin.rootfs import Root
@@ -50,7 +49,7 @@ json.dump(out, sys.stdout)
 """
 
 
-def apt_python() -> Optional[str]:
+def apt_python() -> str | None:
     """An interpreter that can import apt_pkg, or None."""
     for exe in (sys.executable, "/usr/bin/python3"):
         if exe and os.access(exe, os.X_OK):

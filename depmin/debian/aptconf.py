@@ -28,7 +28,7 @@ import stat
 import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from depmin.errors import ConfigError, RootError
 from depmin.rootfs import Root
@@ -257,7 +257,7 @@ class AptConfig:
 class _Node:
     __slots__ = ("tag", "value", "children", "parent")
 
-    def __init__(self, tag: str, parent: Optional[_Node]) -> None:
+    def __init__(self, tag: str, parent: _Node | None) -> None:
         self.tag = tag
         self.value = ""
         self.children: list[_Node] = []

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 from depmin.debian.deb822 import iter_stanzas
 from depmin.debian.pkggraph import PackageGraph
@@ -34,7 +34,7 @@ def manual_set(
     root: Root,
     graph: PackageGraph,
     path: str = EXTENDED_STATES,
-    warn: Optional[Callable[[str], None]] = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Installed packages not marked auto, named as ``apt-mark showmanual`` prints them.
 
@@ -59,7 +59,7 @@ def read_auto_marks(
     text: str,
     graph: PackageGraph,
     where: str = "extended_states",
-    warn: Optional[Callable[[str], None]] = None,
+    warn: Callable[[str], None] | None = None,
 ) -> frozenset[str]:
     """Node keys marked auto by an ``extended_states`` file (apt.md §6).
 
@@ -108,7 +108,7 @@ class Simulation:
     output: str
 
 
-def _apt_env(root: Root, graph: PackageGraph) -> tuple[dict[str, str], Optional[str]]:
+def _apt_env(root: Root, graph: PackageGraph) -> tuple[dict[str, str], str | None]:
     from depmin.debian.aptbridge import isolated_apt_config
 
     env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
@@ -162,7 +162,7 @@ def normalise_apt_name(graph: PackageGraph, name: str) -> str:
     return base if arch in ("", graph.native_arch, "all") else name
 
 
-def lock_holder(root: Root) -> Optional[str]:
+def lock_holder(root: Root) -> str | None:
     """The dpkg lock file that another process holds, or None.
 
     Taking and releasing the lock at once is the only portable test; apt-mark
@@ -203,7 +203,7 @@ def apply_marks(root: Root, graph: PackageGraph, manual_names: Sequence[str]) ->
     env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
     env["LC_ALL"] = "C"
     states = root.resolve(EXTENDED_STATES)
-    backup: Optional[bytes] = None
+    backup: bytes | None = None
     if states is not None:
         try:  # never a plain open: a FIFO would block, a directory would escape as a bug
             backup = root.read_bytes(states)
@@ -225,7 +225,7 @@ def apply_marks(root: Root, graph: PackageGraph, manual_names: Sequence[str]) ->
             )
 
 
-def _restore(root: Root, backup: Optional[bytes]) -> None:
+def _restore(root: Root, backup: bytes | None) -> None:
     path = root.resolve(os.path.dirname(EXTENDED_STATES))
     if path is None:
         return

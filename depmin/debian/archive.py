@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import IO, Callable, Optional, cast
+from typing import IO, Callable, cast
 
 from depmin.errors import DepminError
 from depmin.rootfs import Root
@@ -38,10 +38,10 @@ class ArchiveRecord:
     name: str
     arch: str
     version: str
-    priority: Optional[str]
-    essential: Optional[bool]  # None: field absent (leaves apt's flag unchanged)
-    important: Optional[bool]
-    protected: Optional[bool]
+    priority: str | None
+    essential: bool | None  # None: field absent (leaves apt's flag unchanged)
+    important: bool | None
+    protected: bool | None
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ArchiveIndex:
 
     def _by_name(self) -> Mapping[str, tuple[ArchiveRecord, ...]]:
         """Records grouped by package name, built on first use (one lookup per package)."""
-        cached: Optional[Mapping[str, tuple[ArchiveRecord, ...]]] = self.__dict__.get("_index")
+        cached: Mapping[str, tuple[ArchiveRecord, ...]] | None = self.__dict__.get("_index")
         if cached is None:
             groups: dict[str, list[ArchiveRecord]] = {}
             for r in self.records:
@@ -125,7 +125,7 @@ def _stanzas(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield rest
 
 
-def _flag(value: Optional[str]) -> Optional[bool]:
+def _flag(value: str | None) -> bool | None:
     if value is None:
         return None
     return value.strip().lower() == "yes"

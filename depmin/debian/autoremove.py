@@ -12,19 +12,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Optional
 
-from depmin.debian.pkggraph import Edge, PackageGraph, Policy
-
-MANUAL = "Manual-Installed"
+from depmin.debian.pkggraph import Edge, PackageGraph, Policy, RootReason
 
 
 @dataclass(frozen=True)
 class Marking:
     """The outcome of one mark-and-sweep."""
 
-    kept: dict[str, Optional[Edge]]  # key -> edge it was first reached by (None for a root)
-    reasons: dict[str, str]  # root key -> reason (Manual-Installed, Essential, ...)
+    kept: dict[str, Edge | None]  # key -> edge it was first reached by (None for a root)
+    reasons: dict[str, RootReason]  # root key -> why apt keeps it
     garbage: frozenset[str]
 
     def chain(self, key: str) -> list[Edge]:
@@ -40,9 +37,9 @@ class Marking:
         return out
 
 
-def reach(graph: PackageGraph, roots: Iterable[str], policy: Policy) -> dict[str, Optional[Edge]]:
+def reach(graph: PackageGraph, roots: Iterable[str], policy: Policy) -> dict[str, Edge | None]:
     """Breadth-first closure from ``roots``: each reached key with the edge that reached it."""
-    found: dict[str, Optional[Edge]] = {}
+    found: dict[str, Edge | None] = {}
     queue: deque[str] = deque()
     for r in roots:
         if r in graph.nodes and r not in found:
@@ -59,7 +56,7 @@ def reach(graph: PackageGraph, roots: Iterable[str], policy: Policy) -> dict[str
 
 def mark_and_sweep(graph: PackageGraph, manual: Iterable[str], policy: Policy) -> Marking:
     """apt's verdict for a manual set (node keys)."""
-    reasons = {k: MANUAL for k in manual if k in graph.nodes}
+    reasons = {k: RootReason.MANUAL for k in manual if k in graph.nodes}
     for k, why in graph.intrinsic_roots(policy).items():
         reasons.setdefault(k, why)
     kept = reach(graph, reasons, policy)

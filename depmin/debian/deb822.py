@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Callable
 
 from depmin.errors import DpkgError
 
@@ -106,7 +106,7 @@ def iter_stanzas(
     *,
     strict: bool = False,
     comments: bool = False,
-    warn: Optional[Callable[[str], None]] = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Iterator[Stanza]:
     """Yield the stanzas of ``text`` (the contents of file ``name``).
 
@@ -203,9 +203,9 @@ class Relation:
     """
 
     name: str
-    arch: Optional[str] = None
-    op: Optional[str] = None
-    version: Optional[str] = None
+    arch: str | None = None
+    op: str | None = None
+    version: str | None = None
 
     def __str__(self) -> str:
         text = f"{self.name}:{self.arch}" if self.arch else self.name
@@ -224,7 +224,7 @@ _TERM = re.compile(
 
 
 @lru_cache(maxsize=8192)
-def _parse_term(term: str) -> Optional[Relation]:
+def _parse_term(term: str) -> Relation | None:
     m = _TERM.fullmatch(term)
     if m is None:
         return None

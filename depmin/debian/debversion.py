@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Callable, Optional
+from typing import Callable
 
 from depmin.errors import DpkgError
 
@@ -122,7 +122,7 @@ def parse_version(text: str) -> Version:
     return Version(epoch, upstream, revision)
 
 
-def version_warning(text: str) -> Optional[str]:
+def version_warning(text: str) -> str | None:
     """dpkg's warning for a version it still compares, or None (errors raise)."""
     v = parse_version(text)
     if not "0" <= v.upstream[0] <= "9":
@@ -169,7 +169,7 @@ def compare_parsed(a: Version, b: Version) -> int:
 
 
 @lru_cache(maxsize=1)
-def _apt_version_compare() -> Optional[Callable[[str, str], int]]:
+def _apt_version_compare() -> Callable[[str, str], int] | None:
     """python-apt's comparison when importable: a well-kept C++ implementation.
 
     It is handed canonical spellings only (``str(Version)``), because apt parses

@@ -53,7 +53,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from depmin.debian.deb822 import Relation, Stanza, iter_stanzas, parse_relations
 from depmin.errors import DpkgError
@@ -111,8 +111,8 @@ class Package:
     essential: bool = False
     protected: bool = False
     important: bool = False
-    priority: Optional[str] = None
-    section: Optional[str] = None
+    priority: str | None = None
+    section: str | None = None
     source: str = ""  # the binary name when there is no Source field
     source_version: str = ""  # the binary version when Source gives none
     multi_arch: str = "no"  # "no" when absent, as dpkg reads it
@@ -121,7 +121,7 @@ class Package:
     recommends: Relations = ()
     suggests: Relations = ()
     provides: Relations = ()
-    installed_size: Optional[int] = None  # KiB
+    installed_size: int | None = None  # KiB
 
     @property
     def installed(self) -> bool:
@@ -140,7 +140,7 @@ class Diversion:
 
     path: str
     diverted_to: str
-    by: Optional[str]  # diverting package's name; None for a local diversion
+    by: str | None  # diverting package's name; None for a local diversion
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,7 +165,7 @@ def _normalise(path: str) -> str:
     return "/" + "/".join(parts)
 
 
-def binary_package_name(name: str, arch: str, multi_arch: str, native: Optional[str]) -> str:
+def binary_package_name(name: str, arch: str, multi_arch: str, native: str | None) -> str:
     """dpkg's ``pkg_name(pnaw_nonambig)``: qualify ``same`` and foreign packages."""
     if not arch:
         return name
@@ -184,7 +184,7 @@ class DpkgDatabase:
         packages: tuple[Package, ...],
         diversions: tuple[Diversion, ...],
         warnings: tuple[str, ...],
-        native_arch: Optional[str],
+        native_arch: str | None,
         multiarch_info: bool,
         aliases: tuple[str, ...],
     ) -> None:
@@ -206,7 +206,7 @@ class DpkgDatabase:
         for p in packages:
             by_name.setdefault(p.name, []).append(p)
         self._by_name = {k: tuple(v) for k, v in by_name.items()}
-        self._files: Optional[FileIndex] = None
+        self._files: FileIndex | None = None
 
     def __repr__(self) -> str:
         return f"DpkgDatabase({self.root!r}, {len(self.installed)} installed)"
@@ -214,7 +214,7 @@ class DpkgDatabase:
     def installed_packages(self) -> tuple[Package, ...]:
         return self.installed
 
-    def package(self, name: str, arch: Optional[str] = None) -> Optional[Package]:
+    def package(self, name: str, arch: str | None = None) -> Package | None:
         """A package by name (``name:arch`` accepted); installed and native first."""
         if arch is None and ":" in name:
             name, _, arch = name.partition(":")
@@ -330,7 +330,7 @@ def _list_path(admindir: str, pkg: Package, multiarch_info: bool) -> str:
     return f"{admindir}/info/{base}.list"
 
 
-def _read_optional(root: Root, path: str, warnings: list[str]) -> Optional[str]:
+def _read_optional(root: Root, path: str, warnings: list[str]) -> str | None:
     """Text of a root-relative file; None (and a warning unless absent) on failure."""
     resolved = root.resolve(path)
     if resolved is None:
@@ -368,8 +368,8 @@ def _flag(stanza: Stanza, name: str) -> bool:
 
 
 def _package(
-    stanza: Stanza, where: str, native: Optional[str], warnings: list[str]
-) -> Optional[Package]:
+    stanza: Stanza, where: str, native: str | None, warnings: list[str]
+) -> Package | None:
     """One status stanza as a Package, or None (with a warning) when unusable."""
     at = f"{where}:{stanza.line}"
     name = stanza.get("Package", "")
@@ -397,7 +397,7 @@ def _package(
             source = src_name
             if rest[:-1].strip():
                 source_version = rest[:-1].strip()
-    size: Optional[int] = None
+    size: int | None = None
     if "Installed-Size" in stanza:
         raw = stanza["Installed-Size"]
         if raw.isdigit() and raw.isascii():
@@ -436,7 +436,7 @@ def _package(
     )
 
 
-def _native_arch(stanzas: list[Stanza]) -> Optional[str]:
+def _native_arch(stanzas: list[Stanza]) -> str | None:
     """dpkg's own architecture is the native one (dpkg is never Arch: all)."""
     for s in stanzas:
         if s.get("Package") == "dpkg" and s.get("Status", "").split()[-1:] != ["not-installed"]:
@@ -466,7 +466,7 @@ def load_dpkg_database(
     root: Root,
     admindir: str = "/var/lib/dpkg",
     *,
-    native_arch: Optional[str] = None,
+    native_arch: str | None = None,
     strict: bool = False,
 ) -> DpkgDatabase:
     """Read ``status``, ``diversions`` and ``info/format`` of a root's dpkg database.

@@ -15,15 +15,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Optional
 
 from depmin.debian.archive import ArchiveIndex
 from depmin.debian.deb822 import Relation
 from depmin.debian.debversion import check_relation, compare_versions
 from depmin.debian.dpkg import DpkgDatabase, Package
 from depmin.errors import ConfigError, DpkgError
+from depmin.words import Word
 
 DEPENDS, PRE_DEPENDS, RECOMMENDS, SUGGESTS = "Depends", "Pre-Depends", "Recommends", "Suggests"
+
+
+class RootReason(Word):
+    """Why apt keeps a package whatever else is kept: ``Debug::pkgAutoRemove``'s words."""
+
+    MANUAL = "Manual-Installed"
+    ESSENTIAL = "Essential"
+    IMPORTANT = "Important"
+    REQUIRED = "Required"
+    NEVER_AUTOREMOVE = "Blacklisted [APT::NeverAutoRemove]"
+    HOLD = "Hold"
 KINDS = (PRE_DEPENDS, DEPENDS, RECOMMENDS, SUGGESTS)
 
 
@@ -39,11 +50,11 @@ class PkgNode:
     source: str
     source_version: str
     multi_arch: str
-    priority: Optional[str]
+    priority: str | None
     essential: bool
     important: bool
     hold: bool
-    section: Optional[str]
+    section: str | None
     installed_size: int  # KiB, 0 when unknown
 
 
@@ -73,7 +84,7 @@ class Policy:
             return self.recommends_important
         return kind == SUGGESTS and self.suggests_important
 
-    def config_key(self, kind: str) -> Optional[str]:
+    def config_key(self, kind: str) -> str | None:
         """The apt option responsible for (not) following an edge of this kind."""
         return {
             RECOMMENDS: "APT::AutoRemove::RecommendsImportant",
@@ -103,24 +114,24 @@ class PackageGraph:
     def in_edges(self, key: str) -> list[Edge]:
         return [e for es in self.edges.values() for e in es if e.target == key]
 
-    def intrinsic_roots(self, policy: Policy) -> dict[str, str]:
+    def intrinsic_roots(self, policy: Policy) -> dict[str, RootReason]:
         """Roots other than manual marks, with apt's ``Debug::pkgAutoRemove`` reason."""
         patterns = [posix_regex(p) for p in policy.never_autoremove]
-        roots: dict[str, str] = {}
+        roots: dict[str, RootReason] = {}
         for key, n in self.nodes.items():
             if n.essential:
-                roots[key] = "Essential"
+                roots[key] = RootReason.ESSENTIAL
             elif n.important:
-                roots[key] = "Important"
+                roots[key] = RootReason.IMPORTANT
             elif n.priority == "required":
-                roots[key] = "Required"
+                roots[key] = RootReason.REQUIRED
             elif any(p.search(n.name) for p in patterns):
-                roots[key] = "Blacklisted [APT::NeverAutoRemove]"
+                roots[key] = RootReason.NEVER_AUTOREMOVE
             elif n.hold and not policy.ignore_hold:
-                roots[key] = "Hold"
+                roots[key] = RootReason.HOLD
         return roots
 
-    def lookup(self, name: str) -> Optional[str]:
+    def lookup(self, name: str) -> str | None:
         """A node key for ``name``, ``name:arch`` or a key; None if not installed."""
         if name in self.nodes:
             return name
@@ -133,11 +144,11 @@ class PackageGraph:
         return matches[0] if len(matches) == 1 else None
 
 
-def _apt_view(pkg: Package, archive: Optional[ArchiveIndex]) -> tuple[Optional[str], bool, bool]:
+def _apt_view(pkg: Package, archive: ArchiveIndex | None) -> tuple[str | None, bool, bool]:
     """Priority, Essential and Important as apt's cache has them (apt.md §5)."""
     priority = pkg.priority
-    essential: Optional[bool] = None
-    important: Optional[bool] = None
+    essential: bool | None = None
+    important: bool | None = None
     found_version = False
     if archive is not None:
         for rec in archive.for_package(pkg.name, pkg.arch):
@@ -159,7 +170,7 @@ def _apt_view(pkg: Package, archive: Optional[ArchiveIndex]) -> tuple[Optional[s
     return priority, essential, important
 
 
-def build_package_graph(db: DpkgDatabase, archive: Optional[ArchiveIndex] = None) -> PackageGraph:
+def build_package_graph(db: DpkgDatabase, archive: ArchiveIndex | None = None) -> PackageGraph:
     installed = [p for p in db.installed_packages()]
     native = db.native_arch or (installed[0].arch if installed else "")
     nodes: dict[str, PkgNode] = {}
@@ -224,7 +235,7 @@ class _Candidates:
     def _arch(self, arch: str) -> str:
         return self.native if arch in ("all", "") else arch
 
-    def _arch_ok(self, pkg: Package, rel_arch: Optional[str], dep_arch: str, via_any: bool) -> bool:
+    def _arch_ok(self, pkg: Package, rel_arch: str | None, dep_arch: str, via_any: bool) -> bool:
         """dpkg's deparchsatisfied, shared by real packages and (with MA rules) providers."""
         if pkg.multi_arch == "foreign":
             return True

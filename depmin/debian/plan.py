@@ -14,10 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Optional
 
 from depmin.debian.autoremove import Marking, mark_and_sweep, reach
-from depmin.debian.pkggraph import Edge, PackageGraph, Policy
+from depmin.debian.pkggraph import Edge, PackageGraph, Policy, RootReason
+from depmin.words import Word
+
+
+class KeptBy(Word):
+    """What keeps a needed package through the purge (``kept_by`` in the JSON documents)."""
+
+    KEEP_LIST = "keep-list"  # depmin marks it manual
+    BASELINE = "baseline"  # manual before the build, or reached from a baseline package
+    DEPENDENCY = "dependency"  # reached from a package of the keep list
+    PURGED = "purged"  # nothing keeps it: apt would purge it
+    ESSENTIAL = RootReason.ESSENTIAL.value  # or reached from one of apt's own roots
+    IMPORTANT = RootReason.IMPORTANT.value
+    REQUIRED = RootReason.REQUIRED.value
+    NEVER_AUTOREMOVE = RootReason.NEVER_AUTOREMOVE.value
+    HOLD = RootReason.HOLD.value
 
 
 @dataclass(frozen=True)
@@ -25,7 +39,7 @@ class KeepReason:
     """Why a required package survives the purge."""
 
     package: str  # node key
-    how: str  # "keep-list", "baseline", an intrinsic root reason, or "dependency"
+    how: KeptBy
     chain: tuple[Edge, ...]  # from the root that keeps it down to the package
 
 
@@ -98,15 +112,17 @@ def make_plan(
         chain = tuple(marking.chain(key))
         top = chain[0].source if chain else key
         if key in keep_set:
-            how = "keep-list"
+            how = KeptBy.KEEP_LIST
         elif not chain and key in base_set:
-            how = "baseline"
+            how = KeptBy.BASELINE
         elif top in keep_set and chain:
-            how = "dependency"
+            how = KeptBy.DEPENDENCY
         elif top in base_set:
-            how = "baseline"
-        else:
-            how = marking.reasons.get(top, "Required" if key in marking.kept else "purged")
+            how = KeptBy.BASELINE
+        elif top in marking.reasons:
+            how = KeptBy(marking.reasons[top].value)
+        else:  # kept only as Priority: required, or not at all
+            how = KeptBy.REQUIRED if key in marking.kept else KeptBy.PURGED
         reasons.append(KeepReason(key, how, chain))
     purged = tuple(sorted(marking.garbage))
     freed = sum(graph.nodes[k].installed_size for k in purged)
@@ -129,7 +145,7 @@ def required_keys(graph: PackageGraph, owner_names: Iterable[str]) -> tuple[list
     keys: list[str] = []
     missing: list[str] = []
     for name in owner_names:
-        key: Optional[str] = graph.lookup(name)
+        key: str | None = graph.lookup(name)
         if key is None:
             missing.append(name)
         elif key not in keys:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 from depmin.loader.arch import Arch
 from depmin.loader.dlopen import LIBGCC_S, dlopen_entries
@@ -189,9 +188,9 @@ class LinkMap:
         real: str,
         ident: tuple[int, int],
         elf: ElfFile,
-        loader: Optional[int],
+        loader: int | None,
         step: Step,
-        name: Optional[str],
+        name: str | None,
     ) -> int:
         idx = len(self.objects)
         self.objects.append(LoadedObject(idx, path, real, (), loader, step, elf))
@@ -230,7 +229,7 @@ class LinkMap:
         assert cand.realpath is not None
         self._add(interp, cand.realpath, cand.ident, cand.elf, None, Step.INTERPRETER, interp)
 
-    def _request(self, requester: int, name: str, kind: RequestKind) -> Optional[int]:
+    def _request(self, requester: int, name: str, kind: RequestKind) -> int | None:
         """Resolve one request; return the object index that satisfies it, if any."""
         expanded = self.ctx.expand(name, requester)
         if expanded is None:
@@ -258,8 +257,8 @@ class LinkMap:
         name: str,
         expanded: str,
         kind: RequestKind,
-        candidates: Union[list[tuple[Step, str]], Iterator[tuple[Step, str]]],
-    ) -> Optional[int]:
+        candidates: list[tuple[Step, str]] | Iterator[tuple[Step, str]],
+    ) -> int | None:
         tried: list[str] = []
         for step, path in candidates:
             tried.append(path)
@@ -288,9 +287,9 @@ class LinkMap:
         name: str,
         kind: RequestKind,
         tried: tuple[str, ...],
-        problem: Optional[str],
-        expanded: Optional[str] = None,
-    ) -> Optional[int]:
+        problem: str | None,
+        expanded: str | None = None,
+    ) -> int | None:
         """Record a request nothing satisfies; returns None for the caller to pass on."""
         outcome = Outcome.IGNORED if kind in OPTIONAL_KINDS else Outcome.MISSING
         self._record(requester, name, kind, outcome, None, None, tried, problem, expanded=expanded)
@@ -302,12 +301,12 @@ class LinkMap:
         name: str,
         kind: RequestKind,
         outcome: Outcome,
-        step: Optional[Step] = None,
-        target: Optional[int] = None,
+        step: Step | None = None,
+        target: int | None = None,
         tried: Sequence[str] = (),
-        problem: Optional[str] = None,
-        path: Optional[str] = None,
-        expanded: Optional[str] = None,
+        problem: str | None = None,
+        path: str | None = None,
+        expanded: str | None = None,
     ) -> None:
         self.requests.append(
             Request(requester, name, kind, outcome, step, target, tuple(tried), problem, path, expanded)

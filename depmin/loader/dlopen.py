@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from depmin.errors import RootError
 from depmin.loader.elf import ElfFile
@@ -33,11 +33,11 @@ class DlopenEntry:
 
     sonames: tuple[str, ...]  # in order of preference: the first available is used
     priority: str = "recommended"
-    feature: Optional[str] = None
-    description: Optional[str] = None
+    feature: str | None = None
+    description: str | None = None
 
 
-def _entry(obj: Any, where: str, problems: list[str]) -> Optional[DlopenEntry]:
+def _entry(obj: Any, where: str, problems: list[str]) -> DlopenEntry | None:
     if not isinstance(obj, dict):
         problems.append(f"{where}: .note.dlopen entry is not a JSON object")
         return None
@@ -108,7 +108,7 @@ def nss_modules(root: Root, glibc: tuple[int, int]) -> tuple[str, ...]:
 _RELEASE = re.compile(rb"release version (\d+)\.(\d+)")
 
 
-def glibc_version(root: Root, triplets: tuple[str, ...]) -> Optional[tuple[int, int]]:
+def glibc_version(root: Root, triplets: tuple[str, ...]) -> tuple[int, int] | None:
     """The glibc release of a root, read from its libc.so.6's version string (bounded read).
 
     A libc that cannot be found or read (a link loop, a FIFO) gives None: the

@@ -11,12 +11,12 @@ main program, whose origin is its canonical directory (``_dl_get_origin`` reads
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable
 
 from depmin.loader.linkmap import LoadedObject, Step
 
 
-def expand_dst(text: str, origin: Optional[str], lib: str, platform: str) -> Optional[str]:
+def expand_dst(text: str, origin: str | None, lib: str, platform: str) -> str | None:
     """Substitute $ORIGIN, $LIB, $PLATFORM (or ${...}); None if a token has no value.
 
     Only those three names are tokens; ``$NAME`` must not run on into
@@ -58,7 +58,7 @@ def expand_dst(text: str, origin: Optional[str], lib: str, platform: str) -> Opt
     return "".join(out)
 
 
-def origin(obj: LoadedObject, dlopened_main: bool, working_dir: Optional[str]) -> Optional[str]:
+def origin(obj: LoadedObject, dlopened_main: bool, working_dir: str | None) -> str | None:
     """$ORIGIN of an object: the program's canonical directory, else the directory as opened.
 
     A relative opened path needs the working directory; unknown, the token has no value.
@@ -75,8 +75,8 @@ def origin(obj: LoadedObject, dlopened_main: bool, working_dir: Optional[str]) -
 
 def split_search_path(
     text: str,
-    expand: Callable[[str], Optional[str]],
-    working_dir: Optional[str],
+    expand: Callable[[str], str | None],
+    working_dir: str | None,
     env: bool = False,
 ) -> list[str]:
     """``fillin_rpath``: the directories of a search path, each ending in '/', without repeats.

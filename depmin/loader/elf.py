@@ -16,7 +16,6 @@ import stat
 import struct
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Optional
 
 from depmin.errors import ElfError
 
@@ -75,11 +74,11 @@ class ElfFile:
     ident_version: int = 1  # e_ident[EI_VERSION]
     version: int = 1  # e_version
     ident_padding_zero: bool = True
-    interp: Optional[str] = None
+    interp: str | None = None
     needed: tuple[str, ...] = ()
-    soname: Optional[str] = None
-    rpath: Optional[str] = None  # None: no DT_RPATH tag
-    runpath: Optional[str] = None  # None: no DT_RUNPATH tag ("" still disables RPATH)
+    soname: str | None = None
+    rpath: str | None = None  # None: no DT_RPATH tag
+    runpath: str | None = None  # None: no DT_RUNPATH tag ("" still disables RPATH)
     flags_1: int = 0
     auxiliary: tuple[str, ...] = ()
     filter: tuple[str, ...] = ()
@@ -248,8 +247,8 @@ def _parse(r: _Reader) -> ElfFile:
 
     fmt = bo + ("IIQQQQQQ" if elfclass == 2 else "IIIIIIII")
     loads: list[tuple[int, int, int]] = []  # (vaddr, filesz, offset)
-    interp: Optional[str] = None
-    dynamic: Optional[tuple[int, int]] = None
+    interp: str | None = None
+    dynamic: tuple[int, int] | None = None
     note_segs: list[tuple[int, int, int]] = []
     for i in range(e_phnum):
         f = struct.unpack_from(fmt, phdrs, i * e_phentsize)
@@ -303,7 +302,7 @@ def _parse_dynamic(
     dynamic: tuple[int, int],
     loads: list[tuple[int, int, int]],
     base: dict[str, object],
-    interp: Optional[str],
+    interp: str | None,
     notes: tuple[Note, ...],
 ) -> ElfFile:
     off, size = dynamic
@@ -317,8 +316,8 @@ def _parse_dynamic(
     blob = r.read(off, size, "PT_DYNAMIC")
     strs: dict[int, list[int]] = {DT_NEEDED: [], DT_AUXILIARY: [], DT_FILTER: []}
     single: dict[int, int] = {}
-    strtab: Optional[int] = None
-    strsz: Optional[int] = None
+    strtab: int | None = None
+    strsz: int | None = None
     flags_1 = 0
     for tag, val in struct.iter_unpack(bo + dfmt, blob):
         if tag == DT_NULL:
@@ -346,7 +345,7 @@ def _parse_dynamic(
     def many(tag: int) -> tuple[str, ...]:
         return tuple(table.get(v) for v in strs[tag])
 
-    def one(tag: int) -> Optional[str]:
+    def one(tag: int) -> str | None:
         return table.get(single[tag]) if tag in single else None
 
     return ElfFile(
@@ -364,7 +363,7 @@ def _parse_dynamic(
     )
 
 
-def _vaddr_to_offset(addr: int, loads: list[tuple[int, int, int]]) -> Optional[int]:
+def _vaddr_to_offset(addr: int, loads: list[tuple[int, int, int]]) -> int | None:
     for vaddr, filesz, offset in loads:
         if vaddr <= addr < vaddr + filesz:
             return addr - vaddr + offset
@@ -378,7 +377,7 @@ class _StringTable:
 
     def __init__(self, r: _Reader, off: int, limit: int) -> None:
         self.r, self.off, self.limit = r, off, limit
-        self.blob: Optional[bytes] = r.read(off, limit, "DT_STRTAB") if limit <= _MAX_STRING else None
+        self.blob: bytes | None = r.read(off, limit, "DT_STRTAB") if limit <= _MAX_STRING else None
 
     def get(self, index: int) -> str:
         if index >= self.limit:

@@ -8,7 +8,6 @@ load (needs, the reports).  glibc keeps the same facts in ``struct link_map``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from depmin.loader.arch import Arch
 from depmin.loader.elf import ElfFile
@@ -76,20 +75,20 @@ OPTIONAL_KINDS = frozenset(
 class LoaderSettings:
     """Everything about the target process that is not in the files themselves."""
 
-    arch: Optional[Arch] = None  # default: from the main object
-    ld_library_path: Optional[str] = None  # the image's LD_LIBRARY_PATH; off by default
+    arch: Arch | None = None  # default: from the main object
+    ld_library_path: str | None = None  # the image's LD_LIBRARY_PATH; off by default
     preload: tuple[str, ...] = ()  # LD_PRELOAD entries
     isa_level: int = 1  # 1 = baseline (no glibc-hwcaps dir active), 2..4 = x86-64-v2..v4
-    platform: Optional[str] = None  # $PLATFORM / AT_PLATFORM; default from the arch
+    platform: str | None = None  # $PLATFORM / AT_PLATFORM; default from the arch
     glibc: tuple[int, int] = (2, 36)  # legacy hwcaps dirs exist up to 2.36
-    working_dir: Optional[str] = None  # for relative paths; None = unknown
+    working_dir: str | None = None  # for relative paths; None = unknown
     use_cache: bool = True
     check_isa: bool = True  # x86 GNU_PROPERTY_X86_ISA_1_NEEDED above isa_level fails
     # Run-time loads beyond ld.so's start-up (off by default, so a load is what ldd shows;
     # keep/plan turn them on):
     dlopen_priorities: frozenset[str] = frozenset()  # .note.dlopen priorities to load
     glibc_dlopens: bool = False  # libgcc_s.so.1 and NSS modules, dlopened by libc itself
-    nss_modules: Optional[tuple[str, ...]] = None  # None: from the root's nsswitch.conf
+    nss_modules: tuple[str, ...] | None = None  # None: from the root's nsswitch.conf
 
 
 @dataclass(frozen=True)
@@ -100,12 +99,12 @@ class LoadedObject:
     path: str  # as opened, root-relative: what ldd prints and $ORIGIN uses
     realpath: str  # canonical, root-relative: identity and package lookups
     names: tuple[str, ...]  # every name it was requested by (aliases)
-    loader: Optional[int]  # index of the object whose request first loaded it
+    loader: int | None  # index of the object whose request first loaded it
     step: Step
     elf: ElfFile
 
     @property
-    def soname(self) -> Optional[str]:
+    def soname(self) -> str | None:
         return self.elf.soname
 
 
@@ -117,12 +116,12 @@ class Request:
     name: str  # as written in the requester
     kind: RequestKind
     outcome: Outcome
-    step: Optional[Step] = None
-    target: Optional[int] = None
+    step: Step | None = None
+    target: int | None = None
     tried: tuple[str, ...] = ()  # candidate paths, in order
-    problem: Optional[str] = None
-    path: Optional[str] = None  # the failing candidate for FAILED
-    expanded: Optional[str] = None  # DSTs substituted: the name ld.so keeps, matches and prints
+    problem: str | None = None
+    path: str | None = None  # the failing candidate for FAILED
+    expanded: str | None = None  # DSTs substituted: the name ld.so keeps, matches and prints
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ class LoadResult:
     main: str  # the path given
     objects: tuple[LoadedObject, ...]
     requests: tuple[Request, ...]
-    arch: Optional[Arch]
+    arch: Arch | None
     static: bool = False
     notes: tuple[str, ...] = ()
     interpreter_referenced: bool = False

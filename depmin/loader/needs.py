@@ -17,12 +17,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, replace
 
 from depmin.errors import DepminError, ElfError, RootError
 from depmin.loader.elf import ElfFile
 from depmin.loader.hints import Hint
+from depmin.loader.ldconf import read_ld_so_conf
 from depmin.loader.resolve import DLOPEN_KINDS, LoadResult, Outcome, RequestKind, Resolver, Step
 from depmin.loader.scan import ScanResult, Script
 
@@ -57,10 +57,11 @@ class Unresolved:
     requester: str  # the object whose DT_NEEDED (or note, or #!) names it
     name: str
     outcome: Outcome  # MISSING or FAILED
-    problem: Optional[str]
+    problem: str | None
     tried: tuple[str, ...]
-    path: Optional[str]  # the failing candidate (FAILED)
+    path: str | None  # the failing candidate (FAILED)
     kind: RequestKind = RequestKind.NEEDED
+    note: str | None = None  # a likely cause, e.g. a stale ld.so.cache
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Analysis:
     unresolved: tuple[Unresolved, ...]
     errors: tuple[str, ...]  # scanned objects that could not be loaded at all
     warnings: tuple[str, ...] = ()  # optional dlopens missing, malformed notes
-    suggested: tuple[tuple[str, str, Optional[str]], ...] = ()  # (file, names, path found)
+    suggested: tuple[tuple[str, str, str | None], ...] = ()  # (file, names, path found)
     hinted_packages: tuple[tuple[str, str], ...] = ()  # (package, file) from hints
 
     @property
@@ -97,7 +98,7 @@ class _Collector:
         self.interps: set[str] = set()
         self.unresolved: list[Unresolved] = []
         self.warnings: list[str] = []
-        self.suggested: list[tuple[str, str, Optional[str]]] = []
+        self.suggested: list[tuple[str, str, str | None]] = []
         self.packages: list[tuple[str, str]] = []
 
     def add(self, path: str, real: str, names: Sequence[str], user: str, how: RequestKind) -> None:
@@ -197,7 +198,7 @@ def analyse(
         roots,
         tuple(sorted(nonroots)),
         out.libraries(),
-        tuple(out.unresolved),
+        tuple(_stale_cache_notes(resolver, out.unresolved)),
         tuple(errors),
         tuple(dict.fromkeys(out.warnings)),
         tuple(out.suggested),
@@ -205,7 +206,32 @@ def analyse(
     )
 
 
-def _env_command(argument: Optional[str]) -> Optional[str]:
+def _stale_cache_notes(resolver: Resolver, unresolved: list[Unresolved]) -> list[Unresolved]:
+    """Say "run ldconfig" where a missing library sits in a directory of ld.so.conf.
+
+    ld.so searches those directories only through ld.so.cache, so a library installed
+    there after the last ``ldconfig`` (a forgotten step in many builds) is "not found".
+    """
+    if not any(u.outcome is Outcome.MISSING and "/" not in u.name for u in unresolved):
+        return unresolved
+    dirs = read_ld_so_conf(resolver.root)
+    out = []
+    for u in unresolved:
+        if u.outcome is Outcome.MISSING and "/" not in u.name:
+            for d in dirs:
+                path = d.rstrip("/") + "/" + u.name
+                try:
+                    present = resolver.root.resolve(path) is not None
+                except RootError:
+                    present = False
+                if present and path not in u.tried:
+                    u = replace(u, note=f"{path} exists but ld.so.cache does not list it: run ldconfig")
+                    break
+        out.append(u)
+    return out
+
+
+def _env_command(argument: str | None) -> str | None:
     """The command ``/usr/bin/env [-S] [-i] [VAR=value]... NAME`` runs."""
     if not argument:
         return None
@@ -225,7 +251,7 @@ def _env_command(argument: Optional[str]) -> Optional[str]:
 
 def find_on_path(
     resolver: Resolver, command: str, path_env: str
-) -> tuple[Optional[str], list[str]]:
+) -> tuple[str | None, list[str]]:
     """First executable regular file named ``command`` on ``path_env`` inside the root."""
     tried: list[str] = []
     for d in path_env.split(":"):
@@ -257,7 +283,7 @@ def is_program(path: str) -> bool:
 
 
 def _scripts(scan: ScanResult, resolver: Resolver, path_env: str, out: _Collector) -> None:
-    interp_loads: dict[str, Optional[LoadResult]] = {}
+    interp_loads: dict[str, LoadResult | None] = {}
     for script in scan.scripts:
         for path, name, tried in _interpreters(script, resolver, path_env):
             if path is None:
@@ -307,12 +333,12 @@ def _scripts(scan: ScanResult, resolver: Resolver, path_env: str, out: _Collecto
 
 def _interpreters(
     script: Script, resolver: Resolver, path_env: str
-) -> list[tuple[Optional[str], str, list[str]]]:
+) -> list[tuple[str | None, str, list[str]]]:
     """(path found or None, name as written, paths tried) for a script's #! line."""
     interp = script.interpreter
     if not interp.startswith("/"):
         return [(None, interp, [interp])]
-    found: list[tuple[Optional[str], str, list[str]]] = [(interp, interp, [interp])]
+    found: list[tuple[str | None, str, list[str]]] = [(interp, interp, [interp])]
     if os.path.basename(interp) == "env":
         command = _env_command(script.argument)
         if command is None:

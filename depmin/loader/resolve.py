@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import Optional
 
 from depmin.errors import CacheError, DepminError, ElfError, RootError
 from depmin.loader.arch import Arch, all_arches, arch_for
@@ -64,7 +63,7 @@ class Resolver:
         self,
         root: Root,
         settings: LoaderSettings = LoaderSettings(),
-        ldcache: Optional[LdCache] = None,
+        ldcache: LdCache | None = None,
         preload_file: tuple[str, ...] = (),
         warnings: tuple[str, ...] = (),
     ) -> None:
@@ -134,8 +133,8 @@ class Resolver:
         return run.run()
 
     def load_name(
-        self, name: str, caller: Optional[str] = None, caller_dlopen: bool = True
-    ) -> Optional[LoadResult]:
+        self, name: str, caller: str | None = None, caller_dlopen: bool = True
+    ) -> LoadResult | None:
         """dlopen ``name`` from ``caller`` (a scanned object), or by name from no object.
 
         With a caller the result is the caller's whole load plus the named object;
@@ -157,11 +156,11 @@ class Resolver:
                 return self.load(path, dlopen=True)
         return None
 
-    def cache_lookup(self, name: str, arch: Arch) -> Optional[str]:
+    def cache_lookup(self, name: str, arch: Arch) -> str | None:
         """ld.so.cache's answer for ``name`` (see :meth:`LoaderFiles.cache_lookup`)."""
         return self.files.cache_lookup(name, arch)
 
-    def default_arch(self) -> Optional[Arch]:
+    def default_arch(self) -> Arch | None:
         """The architecture whose libc the root has, for loads with no object to go by."""
         for a in all_arches():
             with contextlib.suppress(RootError):

@@ -16,7 +16,6 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 from depmin.errors import ElfError, RootError
 from depmin.loader.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
@@ -31,7 +30,7 @@ class Script:
 
     path: str
     interpreter: str
-    argument: Optional[str]
+    argument: str | None
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def _excluded(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(base, p) or fnmatch.fnmatchcase(path, p) for p in patterns)
 
 
-def parse_shebang(head: bytes) -> Optional[tuple[str, Optional[str]]]:
+def parse_shebang(head: bytes) -> tuple[str, str | None] | None:
     """The kernel's reading of a ``#!`` line: interpreter and one optional argument."""
     if not head.startswith(b"#!"):
         return None
@@ -111,7 +110,7 @@ def _walk(root: Root, top: str, skipped: list[Skipped]) -> Iterator[tuple[str, s
 
 
 def scan(
-    root: Root, trees: Sequence[str], exclude: Sequence[str] = (), jobs: Optional[int] = None
+    root: Root, trees: Sequence[str], exclude: Sequence[str] = (), jobs: int | None = None
 ) -> ScanResult:
     """Scan ``trees`` (root-relative paths) inside ``root`` for ELF objects and scripts.
 
@@ -132,8 +131,8 @@ class ScanJob:
         self,
         tops: list[str],
         skipped: list[Skipped],
-        parts: Optional[list[_Part]],
-        pending: Optional[Callable[[], list[_Part]]] = None,
+        parts: list[_Part] | None,
+        pending: Callable[[], list[_Part]] | None = None,
         cancel: Callable[[], None] = lambda: None,
     ) -> None:
         self._tops, self._skipped, self._parts, self._pending = tops, skipped, parts, pending
@@ -172,7 +171,7 @@ def start_scan(
     root: Root,
     trees: Sequence[str],
     exclude: Sequence[str] = (),
-    jobs: Optional[int] = None,
+    jobs: int | None = None,
     keep_others: bool = True,
 ) -> ScanJob:
     """Walk ``trees`` now and start classifying their files (see ScanJob).
@@ -230,7 +229,7 @@ def _classify_all(
     skipped: list[Skipped],
     prefix: str,
     files: list[str],
-    jobs: Optional[int],
+    jobs: int | None,
     keep_others: bool,
 ) -> ScanJob:
     """Open and classify files, on every core when the tree is big enough to pay.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 from depmin.loader.arch import Arch
 from depmin.loader.dst import expand_dst, origin, split_search_path
@@ -31,7 +30,7 @@ class SearchContext:
     objects: Sequence[LoadedObject]  # the live link map: grows as objects load
     dlopened_main: bool  # the main object was opened by path (no program RPATH, no exe origin)
 
-    def expand(self, text: str, idx: int) -> Optional[str]:
+    def expand(self, text: str, idx: int) -> str | None:
         """DSTs of ``text`` substituted against the object at ``idx``."""
         if "$" not in text:
             return text
@@ -59,7 +58,7 @@ def search_order(ctx: SearchContext, name: str, requester: int) -> Iterator[tupl
     req = objects[requester]
     if req.elf.runpath is None:
         did_main = False
-        link: Optional[int] = requester
+        link: int | None = requester
         while link is not None:
             obj = objects[link]
             if obj.elf.runpath is None and obj.elf.rpath:

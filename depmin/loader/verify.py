@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from typing import Optional, Union
 
 from depmin.errors import ElfError, RootError
 from depmin.loader.arch import Arch
@@ -39,13 +38,13 @@ class Candidate:
     """The verdict on one path, with the file it leads to."""
 
     verdict: Verdict
-    realpath: Optional[str] = None
-    ident: Optional[tuple[int, int]] = None  # (st_dev, st_ino): ld.so's identity of objects
-    elf: Optional[ElfFile] = None
-    problem: Optional[str] = None
+    realpath: str | None = None
+    ident: tuple[int, int] | None = None  # (st_dev, st_ino): ld.so's identity of objects
+    elf: ElfFile | None = None
+    problem: str | None = None
 
 
-def verify_header(elf: ElfFile, arch: Arch) -> tuple[Verdict, Optional[str]]:
+def verify_header(elf: ElfFile, arch: Arch) -> tuple[Verdict, str | None]:
     """``open_verify``'s header checks in glibc's order, and the problem ld.so would print."""
     if elf.elfclass != arch.elfclass:
         return Verdict.SKIP, "wrong ELF class"
@@ -78,14 +77,14 @@ class LoaderFiles:
     path (and architecture, where the loader's class and machine decide).
     """
 
-    def __init__(self, root: Root, settings: LoaderSettings, ldcache: Optional[LdCache]) -> None:
+    def __init__(self, root: Root, settings: LoaderSettings, ldcache: LdCache | None) -> None:
         self.root = root
         self.settings = settings
         self.ldcache = ldcache
-        self._elves: dict[str, Union[ElfFile, ElfError]] = {}
+        self._elves: dict[str, ElfFile | ElfError] = {}
         self._cands: dict[tuple[str, str], Candidate] = {}
         self._subdirs: dict[tuple[str, str], tuple[str, ...]] = {}
-        self._hits: dict[tuple[str, str], Optional[str]] = {}
+        self._hits: dict[tuple[str, str], str | None] = {}
 
     def read_elf(self, realpath: str) -> ElfFile:
         """Read (once) the ELF object at a canonical root-relative path."""
@@ -172,7 +171,7 @@ class LoaderFiles:
             self._subdirs[key] = got
         return got
 
-    def cache_lookup(self, name: str, arch: Arch) -> Optional[str]:
+    def cache_lookup(self, name: str, arch: Arch) -> str | None:
         """ld.so.cache's answer for ``name``; a cache of the other byte order is ignored, as ld.so does."""
         cache = self.ldcache
         order = "little" if arch.data == 1 else "big"

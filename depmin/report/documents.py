@@ -7,10 +7,11 @@ a version.  Paths may carry non-UTF-8 bytes as lone surrogates (PEP 383).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from depmin.api import ApplyCheck, KeepList, PlanRun, Scanned, Snapshot
 from depmin.debian.pkggraph import Edge, PackageGraph
+from depmin.debian.plan import KeptBy
 from depmin.loader.needs import Analysis, Unresolved
 
 KEEP_SCHEMA = "depmin.keep/1"
@@ -28,6 +29,7 @@ def _unresolved(analysis: Analysis) -> list[dict[str, Any]]:
             "path": u.path,
             "tried": list(u.tried),
             "kind": u.kind,
+            "note": u.note,
         }
         for u in analysis.unresolved
     ]
@@ -41,18 +43,19 @@ def unresolved_lines(unresolved: Sequence[Unresolved]) -> list[str]:
         where = f"; searched {', '.join(u.tried)}" if u.tried else ""
         via = "" if u.requester == u.file else f" (needed by {u.requester})"
         kind = "" if u.kind == "needed" else f" [{u.kind}]"
-        lines.append(f"{u.file}: {u.name}{kind} {what}{via}{where}")
+        note = f"; {u.note}" if u.note else ""
+        lines.append(f"{u.file}: {u.name}{kind} {what}{via}{where}{note}")
     return lines
 
 
-def _edge(e: Edge, graph: Optional[PackageGraph]) -> dict[str, str]:
+def _edge(e: Edge, graph: PackageGraph | None) -> dict[str, str]:
     name = graph.display_name if graph is not None else (lambda k: k)
     return {"from": name(e.source), "kind": e.kind, "relation": e.relation, "to": name(e.target)}
 
 
 def keep_json(result: KeepList) -> dict[str, Any]:
     """The depmin.keep/1 document."""
-    how: dict[str, str] = {}
+    how: dict[str, KeptBy] = {}
     if result.plan is not None and result.graph is not None:
         for r in result.plan.reasons:
             how[result.graph.nodes[r.package].apt_name] = r.how
@@ -171,11 +174,11 @@ def plan_text(run: PlanRun) -> list[str]:
         name = graph.display_name(r.package)
         if r.package in plan.marking.garbage:
             lines.append(f"  {name:<28}WOULD BE PURGED")
-        elif r.how == "keep-list":
+        elif r.how is KeptBy.KEEP_LIST:
             lines.append(f"  {name:<28}marked manual")
-        elif r.how == "dependency":
+        elif r.how is KeptBy.DEPENDENCY:
             lines.append(f"  {name:<28}{chain_text(r.chain, graph)}")
-        elif r.how == "baseline":
+        elif r.how is KeptBy.BASELINE:
             via = chain_text(r.chain, graph)
             lines.append(f"  {name:<28}baseline" + (f": {via}" if via else ""))
         else:

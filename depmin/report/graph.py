@@ -76,7 +76,7 @@ def build_graph(
             keep=k in keep,
             baseline=k in plan.baseline,
             purged=k in plan.marking.garbage,
-            root_reason=plan.marking.reasons.get(k, ""),
+            root_reason=str(plan.marking.reasons.get(k, "")),
             installed_size_kib=n.installed_size,
         )
     for k in sorted(keys):

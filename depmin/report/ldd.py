@@ -7,7 +7,7 @@ the lone surrogate U+DC80+byte (PEP 383), so ``os.fsencode`` restores it exactly
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from depmin.loader.resolve import LoadResult, Outcome, Request, Step
 
@@ -30,7 +30,7 @@ def ldd_lines(result: LoadResult) -> list[str]:
     interps = {o.index for o in result.libraries if o.step is Step.INTERPRETER}
     lines: list[str] = []
     after_last_new = 0
-    interp_at: Optional[int] = None
+    interp_at: int | None = None
     for req in result.requests:
         if req.kind == "interpreter":
             continue  # said once, below
