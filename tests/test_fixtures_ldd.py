@@ -870,7 +870,9 @@ def test_a_library_installed_after_ldconfig_is_not_found_and_the_note_says_run_l
         assert "libdepmin-late.so.1 => not found" in by_ldso[1], by_ldso[1]
     [missing] = before.analysis.unresolved
     assert (missing.name, missing.outcome) == ("libdepmin-late.so.1", Outcome.MISSING)
-    assert missing.note == "/usr/local/lib/libdepmin-late.so.1 exists but ld.so.cache does not list it: run ldconfig"
+    assert missing.note == (
+        "/usr/local/lib/libdepmin-late.so.1 exists but ld.so.cache does not list it: run ldconfig"
+    )
     res = CliRunner().invoke(cli_main, ["verify", "--root", str(top)])
     assert res.exit_code == 1 and "run ldconfig" in res.output
     ldconfig_in(top)
