@@ -23,10 +23,18 @@ from depmin.caveats import plan_caveats
 from depmin.debian import aptstate
 from depmin.debian.aptconf import AptConfig, load_apt_config
 from depmin.debian.archive import load_archive_index
-from depmin.debian.dpkg import DpkgDatabase, load_dpkg_database
+from depmin.debian.dpkg import DpkgDatabase, current_status_stamp, load_dpkg_database
 from depmin.debian.pkggraph import PackageGraph, Policy, build_package_graph
 from depmin.debian.plan import Plan, make_plan
-from depmin.errors import AptError, CheckError, ConfigError, DepminError, UnresolvedError, UsageError
+from depmin.errors import (
+    AptError,
+    CheckError,
+    ConfigError,
+    DepminError,
+    DpkgError,
+    UnresolvedError,
+    UsageError,
+)
 from depmin.loader.hints import Hint, load_hints
 from depmin.loader.needs import DEFAULT_PATH, Analysis, analyse
 from depmin.loader.needs import Unresolved as Unresolved  # the type of Scanned.analysis.unresolved
@@ -169,18 +177,34 @@ class RunOptions:
         for v in self.baseline:
             path = v[1:] if v.startswith("@") else v if "/" in v else None
             if path is None:
-                words.extend(v.split())
+                words.extend(_package_names(v.split(), "--baseline"))
                 continue
             try:
                 with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                    words.extend(f.read().split())
+                    words.extend(_package_names(f.read().split(), f"--baseline file {path}"))
             except OSError as exc:
                 raise ConfigError(f"cannot read baseline file: {exc.strerror}", path) from None
         return words
 
+    def keep_names(self) -> list[str]:
+        return _package_names(self.keep, "--keep")
+
+
     def tree_paths(self, root: Root) -> list[str]:
         """Root-relative trees; on the host, relative paths are taken from the working directory."""
         return [_inside(root, p) for p in self.trees] or [DEFAULT_TREE]
+
+
+def _package_names(words: Sequence[str], where: str) -> list[str]:
+    """Words that are package names as apt-mark accepts them; anything else is a usage error.
+
+    A word such as ``-y`` or ``--purge`` (a shell variable expanded wrongly) or one with
+    shell metacharacters is never taken as a name, nor passed on to apt as an option.
+    """
+    for w in words:
+        if not aptstate.PACKAGE_NAME.fullmatch(w):
+            raise UsageError(f"{where}: {w!r} is not a package name")
+    return list(words)
 
 
 def _inside(root: Root, path: str, normalise: bool = True) -> str:
@@ -282,7 +306,7 @@ def plan_run(opts: RunOptions, scanned: Scanned | None = None) -> PlanRun:
     done = scanned or analyse_trees(opts, root, state_of)
     state = state_of()
     req = find_requirements(done.analysis, state.db)
-    extra = list(opts.keep) + list(req.hinted_packages)
+    extra = opts.keep_names() + list(req.hinted_packages)
     plan = make_plan(state.graph, req.names, opts.baseline_words(), state.policy, extra)
     warnings = [*state.warnings, *_unowned(req)]
     warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
@@ -313,7 +337,7 @@ def keep_list(opts: RunOptions, every_owner: bool = False) -> KeepList:
         done = analyse_trees(opts, root, db_of)
         db = db_of()
         req = find_requirements(done.analysis, db)
-        names = sorted(set(req.names) | set(opts.keep) | set(req.hinted_packages))
+        names = sorted(set(req.names) | set(opts.keep_names()) | set(req.hinted_packages))
         warnings = (*db.warnings, *db.files.warnings, *_unowned(req))
         return KeepList(root, done.analysis, req, tuple(names), False, None, None, done.warnings, warnings)
     state_of = functools.cache(lambda: load_package_state(root, opts.overrides))
@@ -357,10 +381,15 @@ class ApplyCheck:
     """A plan apt itself agrees with: what apply would mark, and what the purge would remove."""
 
     run: PlanRun
-    manual: tuple[str, ...]  # apt names marked manual: the baseline and the keep list
+    manual_keys: tuple[str, ...]  # the baseline and the keep list (package graph keys)
     simulation: aptstate.Simulation  # apt-get -s purge --auto-remove with those marks
     python_apt: bool = False  # python-apt agreed too (only when asked)
     overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def manual(self) -> tuple[str, ...]:
+        """The manual set as apt names it."""
+        return tuple(self.run.graph.nodes[k].apt_name for k in self.manual_keys)
 
     @property
     def installed(self) -> int:
@@ -368,11 +397,23 @@ class ApplyCheck:
 
 
 def check_apply(run: PlanRun, overrides: Sequence[str] = (), with_python_apt: bool = False) -> ApplyCheck:
-    """Every check apply makes before changing anything; CheckError when one disagrees."""
+    """Every check apply makes before changing anything; CheckError when one disagrees.
+
+    The dpkg database must have read cleanly (a broken stanza or a missing file list
+    could hide an owner the purge would then remove), no needed package may be left
+    to the purge, and apt-get's own simulation (python-apt's too, if asked) must
+    purge exactly what the plan says.
+    """
+    db = run.state.db
+    broken = [*db.warnings, *db.files.warnings]
+    if broken:
+        more = f" (+{len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise DpkgError("the dpkg database did not read cleanly, so apply changes nothing: "
+                        + "; ".join(broken[:3]) + more)  # fmt: skip
     if run.lost:
         raise CheckError("required packages would be purged: " + " ".join(run.lost))
     g, plan = run.graph, run.plan
-    manual_keys = list(plan.baseline) + list(plan.keep)
+    manual_keys = tuple(plan.baseline) + tuple(plan.keep)
     sim = aptstate.simulate_purge(run.root, g, manual_keys, overrides)
     model = sorted(aptstate.apt_print_name(g, k) for k in plan.purged)
     if sorted(sim.purged) != model:
@@ -381,44 +422,96 @@ def check_apply(run: PlanRun, overrides: Sequence[str] = (), with_python_apt: bo
         raise CheckError(
             f"apt-get -s disagrees with the plan: apt only {only_apt}, depmin only {only_model}"
         )
-    manual = tuple(g.nodes[k].apt_name for k in manual_keys)
     if with_python_apt:
         from depmin.debian.aptbridge import garbage_with_apt
 
+        manual = [g.nodes[k].apt_name for k in manual_keys]
         got = garbage_with_apt(run.root, manual, overrides, g.native_arch)
         if sorted(aptstate.normalise_apt_name(g, n) for n in got) != model:
             raise CheckError("python-apt disagrees with the plan")
-    return ApplyCheck(run, manual, sim, with_python_apt, tuple(overrides))
+    return ApplyCheck(run, manual_keys, sim, with_python_apt, tuple(overrides))
 
 
 @dataclass(frozen=True)
 class Applied:
-    """What apply changed: the marks, and the purge's own output when it ran."""
+    """What apply changed: the marks file written, and the purge's exit status when it ran."""
 
-    marked: int
-    purge_output: str | None = None
+    marked: int  # packages left manual
+    marks_file: str  # host path of the extended_states written
+    purged: bool = False
 
 
-def apply(check: ApplyCheck, purge: bool = False) -> Applied:
-    """Mark the checked plan in apt (all auto, then the manual set), optionally purge.
+def lock_timeout(run: PlanRun, given: float | None) -> float:
+    """How long to wait for apt's lock: as given, else the root's ``DPkg::Lock::Timeout`` (apt's)."""
+    if given is not None:
+        return max(0.0, given)
+    try:
+        return max(0.0, float(run.state.config.get("DPkg::Lock::Timeout", "0")))
+    except ValueError:
+        return 0.0
 
-    Refuses (AptError, nothing changed) without root privileges or while the dpkg
-    lock is held; a failure while marking restores the previous marks.
+
+def apply(
+    check: ApplyCheck, purge: bool = False, chroot: bool = False, timeout: float | None = None
+) -> Applied:
+    """Write the checked marks under apt's lock in one atomic step; then, with ``purge``, purge.
+
+    Refuses (nothing changed) without root privileges, when the lock stays held past
+    ``timeout`` seconds, when the dpkg database changed since the plan was made, and
+    for ``--root`` with ``purge`` unless ``chroot`` allows running the root's own
+    apt-get and dpkg.  A kill at any instant leaves the old marks or the new ones.
     """
-    root, g = check.run.root, check.run.graph
+    run = check.run
+    root, g = run.root, run.graph
+    if purge and not root.is_host and not chroot:
+        raise UsageError(
+            "--purge with --root runs the root's own apt-get and dpkg (in a chroot); add --chroot "
+            "to allow that for a root you trust (the marks alone run nothing of the root)"
+        )
     if os.geteuid() != 0:
         raise AptError("changing apt's marks needs root (use --dry-run to see the plan)")
-    holder = aptstate.lock_holder(root)
-    if holder:
-        raise AptError(f"the dpkg lock is held ({holder}); nothing was changed")
-    aptstate.apply_marks(root, g, check.manual)
-    if not purge:
-        return Applied(len(check.manual))
-    proc = aptstate.purge(root, check.overrides)
+    with aptstate.AptLock(root, lock_timeout(run, timeout)) as lock:
+        if current_status_stamp(run.state.db) != run.state.db.status_stamp:
+            raise AptError("the dpkg database changed while depmin was planning; nothing was "
+                           "changed: run it again")  # fmt: skip
+        written = aptstate.write_marks(root, g, check.manual_keys, lock)
+        if not purge:
+            return Applied(len(check.manual_keys), written)
+        lock.release_inner()
+        leftovers = aptstate.leftovers(root, run.state.db)
+        proc = aptstate.run_in_root(root, aptstate.purge_command(check.overrides, leftovers))
     if proc.returncode != 0:
-        tail = proc.stderr.strip()[-800:]
-        raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}")
-    return Applied(len(check.manual), proc.stdout)
+        tail = (proc.stderr or "").strip()[-800:]
+        raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}; the marks are "
+                       "written, and a rerun finishes the purge")  # fmt: skip
+    return Applied(len(check.manual_keys), written, True)
+
+
+def recover(opts: RunOptions, purge: bool, chroot: bool, timeout: float | None) -> str | None:
+    """Finish what an interrupted dpkg left (``dpkg --configure -a``) before planning.
+
+    A purge killed mid-way leaves dpkg's journal behind, and apt-get then refuses to do
+    anything.  With ``purge`` (the run may use the root's dpkg anyway) depmin runs
+    ``dpkg --configure -a`` under the lock, as apt-get's message asks; without it, it
+    says so and changes nothing.  Returns what was done, or None.
+    """
+    root = Root(opts.root)
+    why = aptstate.interrupted(root)
+    if why is None:
+        return None
+    if not purge or (not root.is_host and not chroot):
+        raise AptError(f"dpkg was interrupted ({why}): run dpkg --configure -a first, or rerun "
+                       "with --purge (and --chroot for --root)")  # fmt: skip
+    if os.geteuid() != 0:
+        raise AptError(f"dpkg was interrupted ({why}) and finishing it needs root")
+    wait = timeout if timeout is not None else 0.0
+    with aptstate.AptLock(root, wait) as lock:
+        lock.release_inner()
+        proc = aptstate.run_in_root(root, ["dpkg", "--configure", "-a"])
+    if proc.returncode != 0:
+        raise AptError(f"dpkg --configure -a failed (exit {proc.returncode}): "
+                       f"{(proc.stderr or '').strip()[-500:]}")  # fmt: skip
+    return f"dpkg was interrupted ({why}): ran dpkg --configure -a"
 
 
 # -- single files --------------------------------------------------------------------------------

@@ -388,23 +388,40 @@ def snapshot(opts: RunOptions, as_json: bool, nul: bool) -> None:
 @main.command()
 @run_options(_TREES, _LOADER, _APT)
 @click.option("--purge", "do_purge", is_flag=True,
-              help="Then run apt-get purge -y --auto-remove with the same settings.")  # fmt: skip
+              help="Then run apt-get purge -y --auto-remove with the same settings (the root's own "
+              "apt-get and dpkg: with --root, only together with --chroot).")  # fmt: skip
+@click.option("--chroot", is_flag=True,
+              help="With --root and --purge: allow running the root's apt-get and dpkg inside it "
+              "(chroot, /proc in a private namespace). Only for a root you trust, of this "
+              "machine's architecture.")  # fmt: skip
 @click.option("--dry-run", is_flag=True,
               help="Change nothing: show the marks and what apt-get -s says it would purge.")  # fmt: skip
 @click.option("--check-with-apt", is_flag=True,
               help="Also verify the plan with python-apt in memory (needs python3-apt).")  # fmt: skip
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="How long to wait for apt's lock (/var/lib/dpkg/lock-frontend) held by another "
+              "process. Default: the root's DPkg::Lock::Timeout, else 0 (fail at once, naming "
+              "the holder), as apt-get does.")  # fmt: skip
 @handle_errors
-def apply(opts: RunOptions, do_purge: bool, dry_run: bool, check_with_apt: bool) -> None:
-    """Mark the plan in apt (all auto, then baseline and keep manual), optionally purge.
+def apply(opts: RunOptions, do_purge: bool, chroot: bool, dry_run: bool, check_with_apt: bool,
+          lock_timeout: float | None) -> None:  # fmt: skip
+    """Write the plan into apt's marks in one atomic step, optionally purge.
 
-    Everything is computed and checked first: missing libraries, privileges, the
-    dpkg lock, and apt's own simulation of the purge, which must purge exactly
-    what depmin planned.  If anything fails before marking, nothing has changed;
-    if marking fails, the previous marks are restored.
+    Everything is computed and checked first: missing libraries, a clean dpkg
+    database, and apt's own simulation of the purge, which must purge exactly what
+    depmin planned.  Then, under apt's lock, the new marks (the baseline and the
+    keep list manual, every other package auto) replace extended_states the way apt
+    writes it: a kill at any instant leaves the old marks or the new ones, never
+    something in between, and a rerun converges.  Nothing of --root is run, except
+    apt-get and dpkg for --purge with --chroot.
     """
     from depmin import api
     from depmin.report.documents import dry_run_lines
 
+    if not dry_run:
+        note = api.recover(opts, do_purge, chroot, lock_timeout)
+        if note:
+            _warn(note)
     with _scan_errors(quiet=False):
         run = api.plan_run(opts)
     _warn_all(run.scan_warnings)
@@ -417,10 +434,9 @@ def apply(opts: RunOptions, do_purge: bool, dry_run: bool, check_with_apt: bool)
         for line in dry_run_lines(check, do_purge):
             click.echo(line)
         return
-    done = api.apply(check, purge=do_purge)
-    click.echo(f"marked {done.marked} packages manual, every other package auto", err=True)
-    if done.purge_output is not None:
-        sys.stdout.write(done.purge_output)
+    done = api.apply(check, purge=do_purge, chroot=chroot, timeout=lock_timeout)
+    click.echo(f"marked {done.marked} packages manual, every other package auto ({done.marks_file})",
+               err=True)  # fmt: skip
 
 
 @main.command()

@@ -1,15 +1,18 @@
-"""``depmin apply`` is all-or-nothing: every refusal leaves apt's state byte for byte as it was.
+"""``depmin apply`` is crash-safe and runs nothing of the root (issues #8 and #13).
 
-Issue #8 item 5.  The roots are real-format fixtures built under tmp_path from
-this machine's own dpkg records (status stanzas, ``.list`` files, the loader and
-libc): never the host's state.  The refusals are checked through the CLI in a
-child process, the restore of ``apply_marks`` directly.
+The roots are real-format fixtures built under tmp_path from this machine's own
+dpkg records (status stanzas, ``.list`` files, the loader and libc): never the
+host's state.  Every refusal is checked through the CLI in a child process to
+leave apt's state byte for byte as it was; what apply writes is read back by the
+host's own apt (apt-mark showmanual, apt-get -s autoremove, pointed at the root).
+The fault-injection test kills apply at every write and every subprocess.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,17 +20,16 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from depmin.debian.aptstate import apply_marks
-from depmin.debian.dpkg import load_dpkg_database
-from depmin.debian.pkggraph import build_package_graph
-from depmin.errors import EXIT_APT, EXIT_CHECK, EXIT_UNRESOLVED, AptError
-from depmin.rootfs import Root
+from depmin.errors import EXIT_APT, EXIT_CHECK, EXIT_INPUT, EXIT_UNRESOLVED, EXIT_USAGE
 from tests.oracles import chroot_trace, gcc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -137,10 +139,17 @@ def run_cli(
 
 
 def digests(top: Path) -> dict[str, str]:
-    return {
-        rel: hashlib.sha256((top / rel).read_bytes()).hexdigest() if (top / rel).exists() else ""
-        for rel in STATE_FILES
-    }
+    """Checksums of the state files; the kind of file for anything that is not a regular one."""
+
+    def digest(path: Path) -> str:
+        if not os.path.lexists(path):
+            return ""
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):  # never open a FIFO here: it would block
+            return f"mode {stat.S_IFMT(mode):o}"
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    return {rel: digest(top / rel) for rel in STATE_FILES}
 
 
 def state_of(top: Path) -> dict[str, str]:
@@ -249,10 +258,11 @@ def test_refuses_when_the_dpkg_lock_is_held(image: Path, lock: str) -> None:
             oracle = subprocess.run(["dpkg", f"--root={image}", "--configure", "-a"],
                                     capture_output=True, text=True, env=_ENV)  # fmt: skip
             assert oracle.returncode != 0 and "lock was locked by another process" in oracle.stderr
-        check_refused(image, [], EXIT_APT, f"the dpkg lock is held (/var/lib/dpkg/{lock})")
-    # with the lock free, the same root goes past the check (and fails at apt-mark, restored)
-    p = run_cli(["apply", "--root", str(image)])
-    assert p.returncode == EXIT_APT and b"the marks were restored" in p.stderr
+        check_refused(image, [], EXIT_APT,
+                      f"could not get lock /var/lib/dpkg/{lock} of {image}: it is held by process "
+                      f"{os.getpid()} (")  # fmt: skip
+    p = run_cli(["apply", "--root", str(image)])  # with the lock free, the same root goes through
+    assert p.returncode == 0, p.stderr
 
 
 def test_refuses_when_libraries_are_missing(image: Path, tmp_path: Path) -> None:
@@ -260,7 +270,7 @@ def test_refuses_when_libraries_are_missing(image: Path, tmp_path: Path) -> None
     check_refused(image, [], EXIT_UNRESOLVED,
                   f"depmin: {prog}: libdepmin-absent.so.1 not found; searched ")  # fmt: skip
     with held(image / "var/lib/dpkg/lock-frontend"):  # --allow-missing goes on, to the lock
-        check_refused(image, ["--allow-missing"], EXIT_APT, "the dpkg lock is held")
+        check_refused(image, ["--allow-missing"], EXIT_APT, "could not get lock")
 
 
 def test_refuses_when_apt_disagrees(image: Path) -> None:
@@ -269,91 +279,371 @@ def test_refuses_when_apt_disagrees(image: Path) -> None:
                   f"apt-get -s disagrees with the plan: apt only [], depmin only ['{kernel}']")  # fmt: skip
 
 
-FAKE_APT_MARK = r"""
-#include <stdio.h>
-#include <string.h>
-int main(int argc, char **argv) {
-    const char *verb = argc > 1 ? argv[1] : "";
-    FILE *log = fopen("/tmp/apt-mark.log", "a");
-    if (log) { fprintf(log, "%s %d\n", verb, argc - 2); fclose(log); }
-    if (strcmp(verb, "probe") == 0) return 0;
-    FILE *f = fopen("/var/lib/apt/extended_states", "w");
-    if (f) { fprintf(f, "Package: %s\nAuto-Installed: 1\n", argc > 2 ? argv[2] : "?"); fclose(f); }
-    return strcmp(verb, FAIL_ON) == 0 ? 100 : 0;
-}
-"""
+def apt_config_file(top: Path, tmp: Path, arch: str = "amd64") -> Path:
+    """An APT_CONFIG that points the host's apt at the root only: the oracle's own view."""
+    conf = tmp / f"apt-{arch}.conf"
+    conf.write_text(
+        f'Dir "{top}/";\nDir::State::status "{top}/var/lib/dpkg/status";\n'
+        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+        f'APT::Architecture "{arch}";\nAPT::Architectures {{ "{arch}"; }};\n'
+    )
+    return conf
 
 
-def install_fake_apt_mark(top: Path, fail_on: str) -> None:
-    """A static apt-mark inside the root that rewrites the marks, then fails on ``fail_on``."""
-    try:
-        gcc(top / "usr/bin/apt-mark", FAKE_APT_MARK, "-static", f'-DFAIL_ON="{fail_on}"')
-    except RuntimeError as exc:
-        pytest.skip(f"cannot link a static program: {exc}")
-    probe = subprocess.run(["chroot", str(top), "apt-mark", "probe"], capture_output=True, text=True,
-                           env=_ENV)  # fmt: skip
-    if probe.returncode != 0:
-        pytest.skip(f"cannot chroot here: {probe.stderr.strip()}")
-    (top / "tmp/apt-mark.log").unlink()
+def apt(conf: Path, *argv: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, *argv], capture_output=True, text=True,
+                          env=dict(_ENV, APT_CONFIG=str(conf)))  # fmt: skip
 
 
-def apt_mark_calls(top: Path) -> list[str]:
-    log = top / "tmp/apt-mark.log"
-    return log.read_text().splitlines() if log.exists() else []
+def apt_manual(top: Path, tmp: Path, arch: str = "amd64") -> list[str]:
+    """``apt-mark showmanual`` of the root, by the host's apt-mark (it only reads)."""
+    p = apt(apt_config_file(top, tmp, arch), "apt-mark", "showmanual")
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
 
 
-@pytest.mark.parametrize("existed", [True, False])
-@pytest.mark.parametrize("fail_on", ["auto", "manual"])
-def test_apply_marks_restores_the_marks_byte_for_byte(image: Path, fail_on: str, existed: bool) -> None:
+def apt_autoremoves(top: Path, tmp: Path, arch: str = "amd64") -> list[str]:
+    """What ``apt-get -s autoremove`` would remove in the root now, by the host's apt-get."""
+    p = apt(apt_config_file(top, tmp, arch), "apt-get", "-s", "autoremove")
+    assert p.returncode == 0, p.stderr
+    return sorted(line.split()[1] for line in p.stdout.splitlines() if line.startswith(("Remv ", "Purg ")))
+
+
+def as_built(top: Path) -> None:
+    """The marks a build leaves: the build dependency manual (apt-get install), what it pulled in auto."""
+    (top / "var/lib/apt/extended_states").write_text(
+        "".join(f"Package: {n}\nArchitecture: amd64\nAuto-Installed: 1\n\n"
+                for n in ("libc6", "libgcc-s1", "gcc-12-base"))  # fmt: skip
+    )
+
+
+def planned(top: Path, *args: str) -> dict[str, Any]:
+    p = run_cli(["plan", "--json", "--root", str(top), *args])
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)  # type: ignore[no-any-return]
+
+
+def test_apply_writes_the_marks_apt_itself_reads(image: Path, tmp_path: Path) -> None:
+    as_built(image)
+    assert apt_autoremoves(image, tmp_path) == []  # the build dependency keeps what it pulled in
+    doc = planned(image)
+    needed = sorted(r["package"] for r in doc["required"])
+    p = run_cli(["apply", "--root", str(image)])
+    assert p.returncode == 0, p.stderr
+    assert apt_manual(image, tmp_path) == sorted(doc["keep"] + doc["baseline"])
+    removes = apt_autoremoves(image, tmp_path)
+    assert removes == sorted(r["package"] for r in doc["purged"]) and BUILD_DEP in removes
+    assert not set(removes) & set(needed)
+    written = (image / "var/lib/apt/extended_states").read_bytes()
+    assert run_cli(["apply", "--root", str(image)]).returncode == 0  # a rerun converges
+    assert (image / "var/lib/apt/extended_states").read_bytes() == written
+    assert not list((image / "var/lib/apt").glob(".extended_states.depmin-*"))
+
+
+def test_apply_keeps_what_apt_keeps_of_the_old_file(image: Path, tmp_path: Path) -> None:
+    """Stanzas of packages that are not installed, and fields apt does not own, survive."""
     states = image / "var/lib/apt/extended_states"
-    if existed:
-        states.write_bytes(states.read_bytes() + b"\n# odd bytes \xff kept as they are\n")
-    else:
-        states.unlink()
-    before = states.read_bytes() if existed else None
-    install_fake_apt_mark(image, fail_on)
-    root = Root(str(image))
-    graph = build_package_graph(load_dpkg_database(root))
-    with pytest.raises(AptError, match=f"apt-mark {fail_on} failed .*the marks were restored"):
-        apply_marks(root, graph, ["libc6"])
-    calls = apt_mark_calls(image)
-    assert calls == (["auto 5"] if fail_on == "auto" else ["auto 5", "manual 1"])
-    assert (states.read_bytes() if states.exists() else None) == before
-    assert not list(states.parent.glob("*.depmin-restore"))
+    states.write_text(
+        "Package: gone-package\nArchitecture: amd64\nAuto-Installed: 1\n\n"
+        "Package: libc6\nArchitecture: amd64\nAuto-Installed: 1\nX-Note: kept by the test\n"
+    )
+    p = run_cli(["apply", "--root", str(image), "--baseline", "libc6"])
+    assert p.returncode == 0, p.stderr
+    text = states.read_text()
+    assert text.startswith("Package: gone-package\nArchitecture: amd64\nAuto-Installed: 1\n\n"
+                           "Package: libc6\nArchitecture: amd64\nX-Note: kept by the test\n")  # fmt: skip
+    assert "libc6" in apt_manual(image, tmp_path)
 
 
-def test_apply_marks_keeps_what_apt_mark_wrote_when_it_succeeds(image: Path) -> None:
-    install_fake_apt_mark(image, "never")
-    root = Root(str(image))
-    apply_marks(root, build_package_graph(load_dpkg_database(root)), ["libc6"])
-    assert apt_mark_calls(image) == ["auto 5", "manual 1"]
-    assert (image / "var/lib/apt/extended_states").read_text() == "Package: libc6\nAuto-Installed: 1\n"
+@pytest.mark.parametrize("words", [["-y"], ["--purge"], ["libc6;touch x"], ["$(id)"], ["b|c"]])
+def test_names_that_are_not_package_names_are_refused(image: Path, tmp_path: Path, words: list[str]) -> None:
+    for option in ("--baseline", "--keep"):
+        check_refused(image, [f"{option}={words[0]}"], EXIT_USAGE, "is not a package name")
+    listed = tmp_path / "baseline"
+    listed.write_text("libc6\n" + words[0] + "\n")
+    check_refused(image, ["--baseline", f"@{listed}"], EXIT_USAGE,
+                  f"--baseline file {listed}: {words[0].split()[0]!r} is not a package name")  # fmt: skip
 
 
-def test_apply_without_apt_mark_in_the_root_changes_nothing(image: Path) -> None:
-    check_refused(image, ["--keep", "libc6"], EXIT_APT, "apt-mark auto failed")
-    p = run_cli(["apply", "--root", str(image)])
-    assert b"chroot: failed to run command 'apt-mark'" in p.stderr
+def test_malformed_marks_are_never_rewritten(image: Path) -> None:
+    states = image / "var/lib/apt/extended_states"
+    states.write_text("Package: libc6\nAuto-Installed: 1\nthis line is neither a field nor a continuation\n")
+    check_refused(image, [], EXIT_INPUT, f"{states}: line 3: expected 'Field: value'")
 
 
-def test_the_cli_restores_the_marks(image: Path) -> None:
-    install_fake_apt_mark(image, "auto")
-    before = state_of(image)
-    p = run_cli(["apply", "--root", str(image)])
-    assert p.returncode == EXIT_APT and b"Traceback" not in p.stderr
-    assert b"apt-mark auto failed (exit 100)" in p.stderr and b"the marks were restored" in p.stderr
-    assert apt_mark_calls(image) == ["auto 5"]  # it ran, and rewrote the marks
-    assert state_of(image) == before
+def test_a_broken_status_file_stops_apply_before_any_change(image: Path) -> None:
+    status = image / "var/lib/dpkg/status"
+    status.write_text(status.read_text() + "\nPackage: half\nStatus: install ok installed\nVersion 1\n")
+    check_refused(image, [], EXIT_INPUT, "the dpkg database did not read cleanly, so apply changes nothing")
 
 
-def test_marks_that_cannot_be_backed_up_are_never_touched(image: Path) -> None:
-    """A FIFO would block a plain open(); apply refuses before apt-mark runs."""
+def test_marks_and_locks_that_are_not_regular_files_are_refused(image: Path) -> None:
     states = image / "var/lib/apt/extended_states"
     states.unlink()
     os.mkfifo(states)
-    install_fake_apt_mark(image, "never")
-    p = run_cli(["apply", "--root", str(image)], timeout=300)
-    assert p.returncode == EXIT_APT and b"Traceback" not in p.stderr
-    assert f"cannot back up {states}: not a regular file; nothing was changed".encode() in p.stderr
-    assert apt_mark_calls(image) == []
-    assert stat.S_ISFIFO(os.lstat(states).st_mode)
+    check_refused(image, [], EXIT_INPUT, f"{states}: cannot read: not a regular file")
+    states.unlink()
+    lock = image / "var/lib/dpkg/lock-frontend"
+    lock.unlink()
+    os.mkfifo(lock)
+    check_refused(image, [], EXIT_APT, f"{lock} is not a regular file; nothing was changed")
+
+
+def test_links_in_apt_state_are_resolved_inside_the_root(image: Path, tmp_path: Path) -> None:
+    """An absolute link restarts at the root: apply writes inside it, never where the host would."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "extended_states").write_text("Package: untouched\nAuto-Installed: 1\n")
+    before = (outside / "extended_states").read_bytes()
+    apt_dir = image / "var/lib/apt"
+    shutil.move(apt_dir, image / "var/lib/apt-real")
+    apt_dir.symlink_to(str(outside))  # absolute: inside the root it means <root>/<outside>
+    inner = image / str(outside).lstrip("/")
+    inner.mkdir(parents=True)
+    p = run_cli(["apply", "--root", str(image)])
+    assert p.returncode == 0, p.stderr
+    assert (outside / "extended_states").read_bytes() == before and len(list(outside.iterdir())) == 1
+    assert (inner / "extended_states").is_file()
+
+
+def test_apt_files_are_read_inside_the_root_or_refused(image: Path, tmp_path: Path) -> None:
+    """The host's apt-get -s would follow these links to the host; depmin never lets it.
+
+    The host file is not valid apt syntax: had apt read it, apt-get -s would fail.
+    """
+    host_file = tmp_path / "host-apt.conf"
+    host_file.write_text("this is { not apt configuration\n")
+    link = image / "etc/apt/apt.conf.d/99link"
+    link.symlink_to(f"../../../../{'../' * len(tmp_path.parts)}{str(host_file).lstrip('/')}")
+    assert os.path.realpath(link) == str(host_file)  # where the host's rules lead
+    absolute = image / "etc/apt/apt.conf.d/98absolute"
+    absolute.symlink_to(str(host_file))
+    p = run_cli(["apply", "--root", str(image)])
+    assert p.returncode == 0, p.stderr  # both resolved inside the root: nothing there
+    fifo = image / "var/lib/apt/lists/deb.example_Packages"
+    os.mkfifo(fifo)
+    check_refused(image, [], EXIT_APT, f"{fifo} is not a regular file or directory")
+    fifo.unlink()
+    (image / "var/lib/apt/lists/deb.example_Packages").symlink_to(str(host_file))
+    check_refused(image, [], EXIT_APT, "leads out of the root")
+    (image / "var/lib/apt/lists/deb.example_Packages").unlink()
+    (image / "etc/apt/apt.conf.d/97include").write_text(f'#include "{host_file}";\n')
+    inner = image / str(host_file).lstrip("/")  # what depmin itself reads: the root's file
+    inner.parent.mkdir(parents=True)
+    inner.write_text('APT::Cache-Limit "0";\n')
+    check_refused(image, [], EXIT_APT, "has an #include, which apt would read on the host")
+
+
+def test_lock_wait_is_bounded_and_then_goes_through(image: Path) -> None:
+    lock = image / "var/lib/dpkg/lock-frontend"
+    with held(lock):
+        t0 = time.monotonic()
+        check_refused(image, ["--lock-timeout", "1.5"], EXIT_APT, "after waiting 1.5 s: it is held by")
+        assert time.monotonic() - t0 >= 1.5
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    threading.Timer(1.0, os.close, (fd,)).start()  # the holder lets go after a second
+    t0 = time.monotonic()
+    p = run_cli(["apply", "--root", str(image), "--lock-timeout", "30"])
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 >= 1.0
+
+
+def test_two_applies_never_interleave(image: Path, tmp_path: Path) -> None:
+    """Both run at once with different baselines: the end is one run's marks, never a mix."""
+    results = {}
+    for base in ("libc6", "gcc-12-base"):
+        solo = tmp_path / base
+        shutil.copytree(image, solo, symlinks=True)
+        assert run_cli(["apply", "--root", str(solo), "--baseline", base]).returncode == 0
+        results[base] = apt_manual(solo, tmp_path)
+    assert results["libc6"] != results["gcc-12-base"]
+    for _ in range(3):
+        procs = [subprocess.Popen([sys.executable, "-m", "depmin", "apply", "--root", str(image), "--baseline", b,
+                                   "--lock-timeout", "60"], cwd=REPO, env=dict(_ENV, PYTHONPATH=str(REPO)),
+                                  stderr=subprocess.PIPE) for b in results]  # fmt: skip
+        codes = [p.wait(300) for p in procs]
+        assert codes == [0, 0], [p.stderr.read() for p in procs if p.stderr]
+        assert apt_manual(image, tmp_path) in results.values()
+
+
+MARKER = """#!/bin/sh
+# A program of the root that must never run: it leaves a mark next to the root's top.
+here=$(cd "$(dirname "$0")" && pwd)
+touch "$here/../../RAN-$(basename "$0")"
+exit 0
+"""
+
+
+def plant_programs(top: Path) -> list[str]:
+    names = ["apt-mark", "apt-get", "apt", "dpkg", "dpkg-query", "ldconfig", "ldd", "chroot", "sh", "env"]
+    for name in names:
+        for d in ("usr/bin", "usr/sbin"):
+            prog = top / d / name
+            prog.write_text(MARKER)
+            prog.chmod(0o755)
+    return names
+
+
+def test_root_programs_never_run(image: Path, tmp_path: Path) -> None:
+    plant_programs(image)
+    script = image / "usr/local/bin/script"
+    script.write_text("#!/bin/sh\necho hello\n")
+    script.chmod(0o755)
+    for args in (["snapshot"], ["keep"], ["plan"], ["verify"], ["apply", "--dry-run"], ["apply"],
+                 ["ldd", "/usr/local/bin/true"], ["why", "libc6"], ["graph"]):  # fmt: skip
+        p = run_cli([args[0], "--root", str(image), *args[1:]])
+        assert p.returncode == 0, (args, p.stderr)
+    assert not list(image.glob("RAN-*")) and not list(Path("/").glob("RAN-*"))
+    check_refused(image, ["--purge"], EXIT_USAGE, "add --chroot to allow that")
+    assert not list(image.glob("RAN-*"))
+
+
+def foreign_root(top: Path) -> Path:
+    """An arm64 image: its objects say EM_AARCH64, its dpkg database arm64; nothing here can run it."""
+    build_image_root(top, ())
+    multiarch = top / "usr/lib/aarch64-linux-gnu"
+    multiarch.mkdir(parents=True)
+    for lib in ("libc.so.6", "ld-linux-x86-64.so.2", "libgcc_s.so.1"):
+        shutil.move(top / "usr/lib/x86_64-linux-gnu" / lib, multiarch / lib)
+    (multiarch / "ld-linux-x86-64.so.2").rename(multiarch / "ld-linux-aarch64.so.1")
+    (top / "usr/lib64/ld-linux-x86-64.so.2").unlink()
+    (top / "usr/lib/ld-linux-aarch64.so.1").symlink_to("aarch64-linux-gnu/ld-linux-aarch64.so.1")
+    prog = top / "usr/local/bin/app"
+    gcc(prog, "int main(void) { return 0; }\n", "-Wl,--dynamic-linker=/lib/ld-linux-aarch64.so.1")
+    for f in (prog, *multiarch.iterdir()):
+        data = bytearray(f.read_bytes())
+        data[18:20] = (183).to_bytes(2, "little")  # e_machine = EM_AARCH64
+        f.write_bytes(bytes(data))
+    info = top / "var/lib/dpkg/info"
+    for old in info.glob("*:amd64.list"):
+        text = old.read_text().replace("x86_64-linux-gnu", "aarch64-linux-gnu")
+        text = text.replace("ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1")
+        (info / old.name.replace(":amd64", ":arm64")).write_text(text)
+        old.unlink()
+    status = top / "var/lib/dpkg/status"
+    status.write_text(status.read_text().replace("Architecture: amd64", "Architecture: arm64"))
+    states = top / "var/lib/apt/extended_states"
+    states.write_text(states.read_text().replace("amd64", "arm64"))
+    return top
+
+
+def test_a_root_of_another_architecture_needs_no_binfmt_and_no_chroot(tmp_path: Path) -> None:
+    top = foreign_root(tmp_path / "arm64")
+    plant_programs(top)
+    with pytest.raises(OSError, match="Exec format error"):  # no binfmt for aarch64 here
+        subprocess.run([str(top / "usr/local/bin/app")], capture_output=True)
+    snap = run_cli(["snapshot", "--root", str(top)])
+    assert snap.returncode == 0, snap.stderr
+    assert snap.stdout.decode().split() == apt_manual(top, tmp_path, "arm64")
+    ok = run_cli(["verify", "--root", str(top)])
+    assert ok.returncode == 0 and b"1 ELF objects and 0 scripts checked: all resolve" in ok.stdout, ok.stderr
+    doc = planned(top)
+    assert {r["package"] for r in doc["required"]} >= {"libc6"}
+    p = run_cli(["apply", "--root", str(top)])
+    assert p.returncode == 0, p.stderr
+    assert "Architecture: arm64" in (top / "var/lib/apt/extended_states").read_text()
+    assert apt_manual(top, tmp_path, "arm64") == sorted(doc["keep"] + doc["baseline"])
+    assert apt_autoremoves(top, tmp_path, "arm64") == sorted(r["package"] for r in doc["purged"])
+    assert not list(top.glob("RAN-*"))
+
+
+# -- fault injection -------------------------------------------------------------------------------
+
+#: Loaded by every Python of the child (PYTHONPATH): counts depmin's writes and subprocesses,
+#: and at event number $DEPMIN_FAULT_AT kills the whole process group with SIGKILL, before
+#: the event happens ("before") or, for a subprocess, right after it started ("started").
+FAULTS = r'''
+import os, signal, subprocess, sys
+_AT = int(os.environ.get("DEPMIN_FAULT_AT", "0"))
+_LOG = os.environ["DEPMIN_FAULT_LOG"]
+_n = [0]
+
+def _event(what):
+    _n[0] += 1
+    with open(_LOG, "a") as f:
+        f.write(f"{_n[0]} {what}\n")
+    if _n[0] == _AT:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+def _wrap(mod, name, writes=lambda *a, **k: True):
+    real = getattr(mod, name)
+    def wrapper(*args, **kwargs):
+        if writes(*args, **kwargs):
+            _event(f"{name} {args[0] if args else ''}")
+        return real(*args, **kwargs)
+    setattr(mod, name, wrapper)
+
+_W = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_wrap(os, "open", lambda path, flags, *a, **k: bool(flags & _W) and path != _LOG)
+for _name in ("rename", "replace", "unlink", "fsync", "ftruncate", "truncate", "mkdir", "chmod"):
+    _wrap(os, _name)
+_real_fdopen = os.fdopen
+class _File:
+    def __init__(self, f): self._f = f
+    def write(self, data):
+        _event("write")
+        return self._f.write(data)
+    def __getattr__(self, name): return getattr(self._f, name)
+    def __enter__(self): self._f.__enter__(); return self
+    def __exit__(self, *exc): return self._f.__exit__(*exc)
+def _fdopen(fd, mode="r", *a, **k):
+    f = _real_fdopen(fd, mode, *a, **k)
+    return _File(f) if any(c in mode for c in "wa+") else f
+os.fdopen = _fdopen
+_Popen = subprocess.Popen.__init__
+def _popen(self, args, *a, **k):
+    _event(f"spawn {args[0] if isinstance(args, (list, tuple)) else args}")
+    _Popen(self, args, *a, **k)
+    _event("started")
+subprocess.Popen.__init__ = _popen
+'''
+
+
+def run_with_faults(top: Path, tmp: Path, at: int, args: Sequence[str]) -> tuple[int, list[str]]:
+    hooks = tmp / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(FAULTS)
+    log = tmp / f"faults-{at}.log"
+    env = dict(_ENV, PYTHONPATH=f"{hooks}:{REPO}", DEPMIN_FAULT_AT=str(at), DEPMIN_FAULT_LOG=str(log))
+    p = subprocess.run([sys.executable, "-m", "depmin", "apply", "--root", str(top), *args],
+                       capture_output=True, env=env, cwd=REPO, timeout=300,
+                       start_new_session=True)  # fmt: skip
+    return p.returncode, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_kill_at_any_write_or_subprocess_leaves_old_or_new_marks(
+    tmp_path: Path, report: Callable[[str], None]
+) -> None:
+    """Issue #13 (1, 2): every kill point of apply, checked with apt's own simulation."""
+    base = build_image_root(tmp_path / "base")
+    as_built(base)
+    needed = sorted(r["package"] for r in planned(base)["required"])
+    old = (base / "var/lib/apt/extended_states").read_bytes()
+    assert not set(apt_autoremoves(base, tmp_path)) & set(needed)
+    clean = tmp_path / "clean"
+    shutil.copytree(base, clean, symlinks=True)
+    code, events = run_with_faults(clean, tmp_path, 0, [])
+    assert code == 0 and events, events
+    new = (clean / "var/lib/apt/extended_states").read_bytes()
+    assert new != old
+    kinds = {e.split()[1] for e in events}
+    assert {"rename", "fsync", "write", "spawn"} <= kinds, events
+    tried = 0
+    for at in range(1, len(events) + 1):
+        top = tmp_path / f"kill-{at}"
+        shutil.copytree(base, top, symlinks=True)
+        code, seen = run_with_faults(top, tmp_path, at, [])
+        assert code == -9 or code == 137 or code < 0, (at, code, seen)
+        tried += 1
+        now = (top / "var/lib/apt/extended_states").read_bytes()
+        assert now in (old, new), f"kill before {events[at - 1]}: the marks are neither the old nor the new"
+        assert not set(apt_autoremoves(top, tmp_path)) & set(needed), events[at - 1]
+        code, _ = run_with_faults(top, tmp_path, 0, [])  # the rerun converges
+        assert code == 0
+        assert (top / "var/lib/apt/extended_states").read_bytes() == new
+        assert not list((top / "var/lib/apt").glob(".extended_states.depmin-*"))
+        shutil.rmtree(top)
+    report(f"apply fault injection: {tried} kill points (every write and subprocess of one run: "
+           f"{', '.join(sorted(kinds))}); each left the old or the new marks, apt-get -s removed no "
+           "needed package, and the rerun converged")  # fmt: skip

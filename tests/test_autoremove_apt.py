@@ -30,11 +30,12 @@ from typing import Any
 import pytest
 
 from depmin.api import PackageState, load_package_state
-from depmin.debian.aptbridge import garbage_with_apt, isolated_apt_config
+from depmin.debian.aptbridge import garbage_with_apt
 from depmin.debian.aptstate import normalise_apt_name, read_auto_marks, simulate_purge
 from depmin.debian.autoremove import mark_and_sweep
 from depmin.debian.pkggraph import PackageGraph
 from depmin.rootfs import Root
+from tests.test_apply_safety import apt_config_file
 
 STATUS = "/var/lib/dpkg/status"
 EXTENDED_STATES = "/var/lib/apt/extended_states"
@@ -599,8 +600,9 @@ def build_fixture_root(top: Path, broken: bool) -> Root:
 
 
 def fixture_apt_config(root: Root, path: Path) -> str:
-    path.write_text(isolated_apt_config(root, "amd64"))
-    return str(path)
+    """The oracle's own APT_CONFIG for the root (not depmin's view of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(apt_config_file(Path(root.top), path.parent))
 
 
 @pytest.fixture(scope="module")

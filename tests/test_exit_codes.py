@@ -103,7 +103,9 @@ def test_4_apt(image: Path) -> None:
         code, _, err = run(["apply", "--root", str(image)])
     assert code == EXIT_APT
     assert err == (
-        "depmin: error: the dpkg lock is held (/var/lib/dpkg/lock-frontend); nothing was changed\n"
+        f"depmin: error: could not get lock /var/lib/dpkg/lock-frontend of {image}: it is held by "
+        f"process {os.getpid()} ({open(f'/proc/{os.getpid()}/comm').read().strip()}); nothing was "
+        "changed (see --lock-timeout)\n"
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from depmin.errors import EXIT_INPUT, EXIT_OK
-from tests.test_apply_safety import build_image_root, run_cli
+from tests.test_apply_safety import apt, apt_config_file, build_image_root, run_cli
 from tests.test_hostile_trees import NO_DAC, root_is_denied
 
 _ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -42,22 +42,6 @@ def cli(top: Path, *args: str, prefix: tuple[str, ...] = ()) -> tuple[int, str]:
         lines = p.stdout.decode("utf-8", "surrogateescape").splitlines()
         err += "".join(f"depmin: {w}\n" for w in lines if w.startswith("warning: "))
     return p.returncode, err
-
-
-def apt_config_file(top: Path, tmp: Path) -> Path:
-    """An APT_CONFIG that points apt at the root only (what depmin's own apt calls use)."""
-    conf = tmp / "apt.conf"
-    conf.write_text(
-        f'Dir "{top}/";\nDir::State::status "{top}/var/lib/dpkg/status";\n'
-        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
-        'APT::Architecture "amd64";\nAPT::Architectures { "amd64"; };\n'
-    )
-    return conf
-
-
-def apt(conf: Path, *argv: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, *argv], capture_output=True, text=True,
-                          env=dict(_ENV, APT_CONFIG=str(conf)))  # fmt: skip
 
 
 def dpkg_query(top: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:

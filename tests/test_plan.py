@@ -139,7 +139,7 @@ def _dry_run_output(out: str) -> tuple[list[str], list[str]]:
     purged: list[str] = []
     in_list = False
     for line in out.splitlines():
-        if line.startswith("Would run: apt-mark manual "):
+        if line.startswith("Would mark manual ("):
             manual = line.split()[4:]
         elif "purge" in line.lower() and line.rstrip().endswith(":"):
             in_list = True

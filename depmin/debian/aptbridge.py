@@ -3,8 +3,8 @@
 python-apt exists only as Debian's python3-apt, built for Debian's own python3,
 and ``apt_pkg.init_config`` is process-global: so the check always runs in a
 child interpreter that can import it (this one if it can, else /usr/bin/python3),
-with an isolated ``APT_CONFIG`` for a root other than '/' (apt.md §8.3), the
-package caches disabled and nothing committed.  Marks are set inside one
+shown a root other than '/' as apt-get -s is (apt.md §8.3), the package caches
+disabled and nothing committed.  Marks are set inside one
 ActionGroup, then ``is_garbage`` is read (apt.md §8.2).
 """
 
@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 
 from depmin.errors import CheckError
@@ -61,18 +60,6 @@ def apt_python() -> str | None:
     return None
 
 
-def isolated_apt_config(root: Root, native_arch: str) -> str:
-    """Text of an APT_CONFIG that makes apt read only the root's configuration and state."""
-    top = root.top.rstrip("/") + "/"
-    return (
-        f'Dir "{top}";\n'
-        f'Dir::State::status "{top}var/lib/dpkg/status";\n'
-        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
-        f'APT::Architecture "{native_arch}";\n'
-        f'APT::Architectures {{ "{native_arch}"; }};\n'
-    )
-
-
 def garbage_with_apt(
     root: Root,
     manual: Iterable[str],
@@ -82,27 +69,21 @@ def garbage_with_apt(
     """``name:arch`` of every package apt would autoremove with ``manual`` as the only manual set.
 
     Names in ``manual`` may be ``name`` or ``name:arch``; apt names Architecture: all
-    packages with the native architecture.
+    packages with the native architecture.  apt sees the root through
+    :func:`~depmin.debian.aptstate.apt_view`, as apt-get -s does.
     """
+    from depmin.debian.aptstate import apt_view
+
     exe = apt_python()
     if exe is None:
         raise CheckError("python3-apt (apt_pkg) is not importable: cannot check with apt")
-    env = {k: v for k, v in os.environ.items() if k != "APT_CONFIG"}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    conf = None
-    try:
-        if not root.is_host:
-            fd, conf = tempfile.mkstemp(prefix="depmin-apt-", suffix=".conf")
-            with os.fdopen(fd, "w") as f:
-                f.write(isolated_apt_config(root, native_arch))
-            env["APT_CONFIG"] = conf
-        payload = json.dumps({"manual": sorted(set(manual)), "overrides": list(overrides)})
+    with apt_view(root, native_arch, "") as view:
+        env = dict(view.env, PYTHONDONTWRITEBYTECODE="1")
+        given = [kv for kv in view.options if kv != "-o"]
+        payload = json.dumps({"manual": sorted(set(manual)), "overrides": [*given, *overrides]})
         proc = subprocess.run(
             [exe, "-c", _SCRIPT], input=payload, capture_output=True, text=True, env=env
         )
-    finally:
-        if conf:
-            os.unlink(conf)
     if proc.returncode != 0:
         raise CheckError(f"python-apt check failed: {proc.stderr.strip().splitlines()[-1:]}")
     return frozenset(json.loads(proc.stdout))

@@ -187,8 +187,12 @@ class DpkgDatabase:
         native_arch: str | None,
         multiarch_info: bool,
         aliases: tuple[str, ...],
+        status_stamp: tuple[int, ...] = (),
     ) -> None:
         self.root = root
+        #: (st_dev, st_ino, st_size, st_mtime_ns) of the status file read: dpkg replaces it by
+        #: rename, so any change of the database changes the stamp
+        self.status_stamp = status_stamp
         self.admindir = admindir
         #: every stanza of the status file, in file order
         self.packages = packages
@@ -485,6 +489,7 @@ def load_dpkg_database(
     try:
         fd = root.open_regular(resolved)
         with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
             text = f.read().decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise DpkgError(f"cannot read: {exc.strerror or exc}", root.host(resolved)) from None
@@ -527,4 +532,20 @@ def load_dpkg_database(
         native,
         multiarch_info,
         _usr_aliases(root),
+        status_stamp(st),
     )
+
+
+def status_stamp(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def current_status_stamp(db: DpkgDatabase) -> tuple[int, ...] | None:
+    """The stamp of the status file now (None if it is gone): compare with ``db.status_stamp``."""
+    resolved = db.root.resolve(f"{db.admindir}/status")
+    if resolved is None:
+        return None
+    try:
+        return status_stamp(db.root.lstat(resolved))
+    except OSError:
+        return None

@@ -227,9 +227,9 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
 
 def dry_run_lines(check: ApplyCheck, purge: bool) -> list[str]:
     """What ``apply --dry-run`` says it would do, and apt-get -s's own purge list."""
-    lines = [f"Would run: apt-mark auto <all {check.installed} installed packages>"]
-    if check.manual:
-        lines.append("Would run: apt-mark manual " + " ".join(sorted(check.manual)))
+    manual = sorted(check.manual)
+    lines = [f"Would mark manual ({len(manual)}): " + " ".join(manual),
+             f"Would mark auto: the other {check.installed - len(manual)} installed packages"]  # fmt: skip
     verb = "Would purge" if purge else "apt-get purge --auto-remove would then purge"
     lines.append(f"{verb} ({len(check.simulation.purged)}, as apt-get -s prints them):")
     lines += [f"  {name}" for name in check.simulation.purged]
