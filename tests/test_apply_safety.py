@@ -459,9 +459,9 @@ def test_two_applies_never_interleave(image: Path, tmp_path: Path) -> None:
         results[base] = apt_manual(solo, tmp_path)
     assert results["libc6"] != results["gcc-12-base"]
     for _ in range(3):
-        procs = [subprocess.Popen([sys.executable, "-m", "depmin", "apply", "--root", str(image), "--baseline", b,
-                                   "--lock-timeout", "60"], cwd=REPO, env=dict(_ENV, PYTHONPATH=str(REPO)),
-                                  stderr=subprocess.PIPE) for b in results]  # fmt: skip
+        argv = [sys.executable, "-m", "depmin", "apply", "--root", str(image), "--lock-timeout", "60"]
+        procs = [subprocess.Popen([*argv, "--baseline", b], cwd=REPO, stderr=subprocess.PIPE,
+                                  env=dict(_ENV, PYTHONPATH=str(REPO))) for b in results]  # fmt: skip
         codes = [p.wait(300) for p in procs]
         assert codes == [0, 0], [p.stderr.read() for p in procs if p.stderr]
         assert apt_manual(image, tmp_path) in results.values()

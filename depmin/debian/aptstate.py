@@ -407,7 +407,8 @@ def apt_view(root: Root, native_arch: str, marks: str) -> Iterator[AptView]:
                     f'Dir::Cache "{tmp}/cache/";\nDir::Log "{tmp}/log/";\n'
                     f'Dir::State::status "{status}";\nDir::State::lists "{lists}/";\n'
                     'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
-                    f'APT::Architecture "{native_arch}";\nAPT::Architectures {{ "{native_arch}"; }};\n')  # fmt: skip
+                    f'APT::Architecture "{native_arch}";\n'
+                    f'APT::Architectures {{ "{native_arch}"; }};\n')  # fmt: skip
         yield AptView(_env({"APT_CONFIG": conf}), tuple(o for kv in options for o in ("-o", kv)))
 
 
