@@ -9,7 +9,6 @@ are imported inside each command so ``depmin --help`` starts fast.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -68,6 +67,8 @@ def handle_errors(func: F) -> F:
 
 
 def emit_json(obj: Any) -> None:
+    import json  # only here: Debian's python3-minimal has no json, and needs none without --json
+
     click.echo(json.dumps(obj, indent=2))
 
 

@@ -12,12 +12,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from depmin.errors import RootError
+from depmin.loader import jsontext
 from depmin.loader.elf import ElfFile
 from depmin.rootfs import Root
 
@@ -71,8 +71,8 @@ def dlopen_entries(elf: ElfFile) -> tuple[tuple[DlopenEntry, ...], tuple[str, ..
             continue
         text = note.desc.split(b"\0", 1)[0].decode("utf-8", "replace")
         try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:  # nesting deep enough to exhaust the stack
+            data = jsontext.loads(text)
+        except ValueError as exc:
             problems.append(f"{elf.path}: .note.dlopen is not valid JSON ({type(exc).__name__})")
             continue
         for obj in data if isinstance(data, list) else [data]:
