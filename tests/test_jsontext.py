@@ -64,7 +64,7 @@ def test_corners_agree(text: str) -> None:
     assert same(jsontext.loads(text), json.loads(text))
 
 
-@pytest.mark.parametrize("text", ["", "[", "[1,]", "{\"a\"}", "01", "\"a\x01\"", "tru", "NaN", "[1] 2", "'a'"])
+@pytest.mark.parametrize("text", ["", "[", "[1,]", '{"a"}', "01", '"a\x01"', "tru", "NaN", "[1] 2", "'a'"])
 def test_not_json(text: str) -> None:
     with pytest.raises(ValueError):
         jsontext.loads(text)
