@@ -18,9 +18,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from depmin.api import PackageState, find_needs, find_requirements, load_package_state
-from depmin.debian.plan import Plan, make_plan, required_keys
+from depmin.debian.plan import Plan, make_plan, required_keys, source_components
 from depmin.loader.resolve import LoaderSettings
 from depmin.rootfs import Root
 from tests.oracles import pyenv_versions
@@ -189,3 +191,28 @@ def test_snapshot_equals_apt_mark_showmanual() -> None:
     assert nul.stdout.split("\0")[:-1] == showmanual()
     with open(EXTENDED_STATES, encoding="utf-8") as f:  # not empty: apt-mark reads this file
         assert "Auto-Installed: 1" in f.read()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n))))
+def test_source_components_are_networkx_condensation_sources(graph: tuple[int, list[tuple[int, int]]]) -> None:  # noqa: E501
+    """depmin's own Tarjan (the plan needs no networkx) against networkx's condensation."""
+    import networkx as nx
+
+    n, edges = graph
+    names = [f"p{i:02d}" for i in range(n)]
+    succ = {name: sorted({names[b] for a, b in edges if names[a] == name and a != b}) for name in names}
+    g = nx.DiGraph()
+    g.add_nodes_from(names)
+    g.add_edges_from((names[a], names[b]) for a, b in edges if a != b)
+    cond = nx.condensation(g)
+    want = {frozenset(cond.nodes[c]["members"]) for c in cond.nodes if cond.in_degree(c) == 0}
+    assert set(source_components(succ)) == want
+
+
+def test_a_long_chain_is_no_recursion() -> None:
+    names = [f"p{i:05d}" for i in range(20000)]
+    succ = {a: [b] for a, b in zip(names, names[1:])}
+    succ[names[-1]] = [names[0]]  # one cycle through all of them
+    assert source_components(succ) == [frozenset(names)]

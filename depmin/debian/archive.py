@@ -7,23 +7,21 @@ autoremove model that reads only the status file is exact only when the lists
 are gone, and the Docker pattern purges before it deletes them.
 
 Compressed lists (Acquire::GzipIndexes) are opened with the standard library
-where it can (gz, xz, bz2), else with apt's own ``apt-helper cat-file`` or
-``lz4cat``/``zstdcat``: decompressors, never a scanned file.
+where it can (gz always, through zlib; xz and bz2 when the interpreter has lzma and
+bz2, which Debian's python3-minimal has not), else with ``xzcat``, ``bzcat``,
+``lz4cat``, ``zstdcat`` or apt's own ``apt-helper cat-file``: decompressors, never
+a scanned file.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
-import shutil
 import subprocess
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import IO, Callable, cast
+from typing import IO
 
 from depmin.errors import DepminError
 from depmin.rootfs import Root
@@ -75,28 +73,70 @@ def _chunks(root: Root, resolved: str) -> Iterator[bytes]:
 
     ``resolved`` is canonical (no link in it) and is opened only if it is a regular
     file, so neither a planted link nor a FIFO reaches the host or blocks the run.
+    Decompression errors are OSErrors.
     """
     fd = root.open_regular(resolved)
     raw = os.fdopen(fd, "rb")
     with raw:
         suffix = os.path.splitext(resolved)[1]
-        if suffix in (".lz4", ".zst"):
+        if suffix == ".gz":
+            yield from _gunzip(raw)
+            return
+        module = {".xz": "lzma", ".bz2": "bz2"}.get(suffix)
+        if module is not None:
+            try:
+                opener = __import__(module).open
+            except ImportError:  # python3-minimal: no lzma, no bz2
+                opener = None
+            if opener is not None:
+                try:
+                    f = opener(raw)
+                    yield from iter(lambda: f.read(_CHUNK), b"")
+                except (EOFError, ValueError) as exc:
+                    raise OSError(f"corrupt {suffix} data: {exc}") from None
+                except Exception as exc:  # lzma.LZMAError, without importing lzma here
+                    raise OSError(f"corrupt {suffix} data: {exc}") from None
+                return
+        if suffix in _TOOLS:
             yield from _through_tool(raw, root.host(resolved), suffix)
             return
-        wrappers: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
-            ".gz": lambda f: cast(IO[bytes], gzip.GzipFile(fileobj=f)),
-            ".xz": lambda f: cast(IO[bytes], lzma.LZMAFile(f)),
-            ".bz2": lambda f: cast(IO[bytes], bz2.BZ2File(f)),
-        }
-        wrap = wrappers.get(suffix)
-        f = wrap(raw) if wrap else raw
-        yield from iter(lambda: f.read(_CHUNK), b"")
+        yield from iter(lambda: raw.read(_CHUNK), b"")
+
+
+def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
+    """gzip through zlib (built into every CPython), members one after another as gzip does."""
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        for block in iter(lambda: raw.read(_CHUNK), b""):
+            while block:
+                yield d.decompress(block)
+                block = d.unused_data
+                if block:
+                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        tail = d.flush()
+    except zlib.error as exc:
+        raise OSError(f"corrupt gzip data: {exc}") from None
+    if not d.eof:
+        raise OSError("truncated gzip data")
+    yield tail
+
+
+#: Decompressor programs, for what the interpreter cannot decompress itself.
+_TOOLS = {".xz": "xzcat", ".bz2": "bzcat", ".lz4": "lz4cat", ".zst": "zstdcat"}
+
+
+def _which(name: str) -> str | None:
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        cand = os.path.join(d or ".", name)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    return None
 
 
 def _through_tool(raw: IO[bytes], host_path: str, suffix: str) -> Iterator[bytes]:
-    """lz4/zstd need a decompressor program: lz4cat/zstdcat on stdin, else apt's helper."""
-    name = "lz4cat" if suffix == ".lz4" else "zstdcat"
-    found = shutil.which(name)
+    """A decompressor program on stdin (xzcat, bzcat, lz4cat, zstdcat), else apt's helper."""
+    name = _TOOLS[suffix]
+    found = _which(name)
     helper = "/usr/lib/apt/apt-helper"
     if found is not None:
         argv, stdin = [found], raw
@@ -185,7 +225,7 @@ def load_archive_index(
             if resolved is None:
                 continue
             found = list(_parse(_stanzas(_chunks(root, resolved)), wanted_set))
-        except (OSError, EOFError, lzma.LZMAError, zlib.error, DepminError) as exc:
+        except (OSError, DepminError) as exc:
             warnings.append(f"{rel}: cannot read package list: {exc}")
             continue
         files.append(rel)

@@ -64,8 +64,6 @@ def minimal_keep(
     graph: PackageGraph, required: Iterable[str], baseline: Iterable[str], policy: Policy
 ) -> tuple[str, ...]:
     """The fewest targets to mark manual so that apt keeps every required package."""
-    import networkx as nx
-
     base = set(baseline)
     roots = set(graph.intrinsic_roots(policy)) | base
     kept_base = set(reach(graph, roots, policy))
@@ -74,20 +72,63 @@ def minimal_keep(
     if not targets:
         return ()
     hull = set(reach(graph, targets, policy)) - kept_base
-    g = nx.DiGraph()
-    g.add_nodes_from(hull)
-    for key in hull:
-        for e in graph.out_edges(key, policy):
-            if e.target in hull and e.target != key:
-                g.add_edge(key, e.target)
-    cond = nx.condensation(g)
+    succ = {
+        key: sorted({e.target for e in graph.out_edges(key, policy) if e.target in hull and e.target != key})
+        for key in hull
+    }
     keep: list[str] = []
-    for comp in cond.nodes:
-        if cond.in_degree(comp) == 0:
-            members = cond.nodes[comp]["members"]
-            # Every source component holds a target; prefer one, then the smallest name.
-            keep.append(min(members, key=lambda k: (k not in targets, k)))
+    for members in source_components(succ):
+        # Every source component holds a target; prefer one, then the smallest name.
+        keep.append(min(members, key=lambda k: (k not in targets, k)))
     return tuple(sorted(keep))
+
+
+def source_components(succ: dict[str, list[str]]) -> list[frozenset[str]]:
+    """Strongly connected components that no edge from another component enters.
+
+    The sources of the condensation, found with Tarjan's algorithm run iteratively
+    (a chain of thousands of packages is no recursion), in a stable order.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    comp_of: dict[str, int] = {}
+    comps: list[list[str]] = []
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    for start in sorted(succ):
+        if start in index:
+            continue
+        work = [(start, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            nxt = succ[node]
+            while i < len(nxt) and nxt[i] in index:
+                if nxt[i] in on_stack:
+                    low[node] = min(low[node], index[nxt[i]])
+                i += 1
+            if i < len(nxt):
+                work.append((node, i + 1))
+                work.append((nxt[i], 0))
+                continue
+            if low[node] == index[node]:
+                members = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp_of[m] = len(comps)
+                    members.append(m)
+                    if m == node:
+                        break
+                comps.append(members)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    entered = {comp_of[b] for a, bs in succ.items() for b in bs if comp_of[a] != comp_of[b]}
+    return [frozenset(c) for i, c in enumerate(comps) if i not in entered]
 
 
 def make_plan(
