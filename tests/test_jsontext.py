@@ -74,3 +74,15 @@ def test_nesting_is_bounded_not_a_crash() -> None:
     assert jsontext.loads("[" * jsontext.MAX_DEPTH + "]" * jsontext.MAX_DEPTH) is not None
     with pytest.raises(ValueError, match="nested deeper"):
         jsontext.loads("[" * 100_000 + "]" * 100_000)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=25),
+    st.sampled_from([None, 0, 2]), st.booleans())  # fmt: skip
+def test_dumps_writes_what_json_writes(value: object, indent: int | None, sort_keys: bool) -> None:
+    assert jsontext.dumps(value, indent=indent, sort_keys=sort_keys) == json.dumps(
+        value, indent=indent, sort_keys=sort_keys
+    )

@@ -23,7 +23,6 @@ import errno
 import fcntl
 import os
 import re
-import secrets
 import stat
 import struct
 import subprocess
@@ -320,7 +319,7 @@ def write_marks(root: Root, graph: PackageGraph, manual: Iterable[str], lock: Ap
             if leftover.startswith(TEMP_PREFIX):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover, dir_fd=dirfd)
-        tmp = TEMP_PREFIX + secrets.token_hex(6)
+        tmp = TEMP_PREFIX + os.urandom(6).hex()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
                      dir_fd=dirfd)  # fmt: skip
         try:

@@ -1,4 +1,4 @@
-"""A strict JSON reader for ``.note.dlopen`` payloads, so the loader needs no ``json`` module.
+"""A strict JSON reader (and writer) so depmin needs no ``json`` module.
 
 Debian's smallest interpreter, python3-minimal, ships no ``json`` package, and it is
 what an image without Python installs to run depmin for one build step.  The
@@ -6,7 +6,9 @@ notes are small (systemd writes an array of a few objects), so a plain recursive
 descent over RFC 8259 is enough; it accepts exactly what ``json.loads`` accepts
 (the tests compare the two), except that nesting deeper than :data:`MAX_DEPTH`
 is refused instead of exhausting the stack, and ``NaN``/``Infinity`` (which
-``json.loads`` allows) are not JSON.
+``json.loads`` allows) are not JSON.  :func:`dumps` writes what ``json.dumps``
+writes for plain data, so :mod:`depmin.compat` can serve both as ``json`` where
+the standard library has none.
 """
 
 from __future__ import annotations
@@ -131,3 +133,80 @@ def _hex4(text: str, i: int) -> int:
     if len(digits) != 4 or not all(c in "0123456789abcdefABCDEF" for c in digits):
         raise ValueError(f"invalid \\u escape at offset {i - 2}")
     return int(digits, 16)
+
+
+_ESCAPE_OUT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]')
+
+
+def _quote(s: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        c = m.group(0)
+        if c in _ESCAPE_OUT:
+            return _ESCAPE_OUT[c]
+        n = ord(c)
+        if n < 0x20:
+            return f"\\u{n:04x}"
+        if n > 0xFFFF:
+            n -= 0x10000
+            return f"\\u{0xD800 | (n >> 10):04x}\\u{0xDC00 | (n & 0x3FF):04x}"
+        return f"\\u{n:04x}"
+
+    return '"' + _NEEDS_ESCAPE.sub(one, s) + '"'
+
+
+def dumps(obj: Any, indent: int | None = None, sort_keys: bool = False) -> str:
+    """``json.dumps(obj, indent=indent, sort_keys=sort_keys)`` for plain data, byte for byte."""
+    out: list[str] = []
+
+    def emit(value: Any, level: int) -> None:
+        if value is None:
+            out.append("null")
+        elif value is True:
+            out.append("true")
+        elif value is False:
+            out.append("false")
+        elif isinstance(value, str):
+            out.append(_quote(value))
+        elif isinstance(value, int):
+            out.append(int.__repr__(value))
+        elif isinstance(value, float):
+            if value != value:
+                out.append("NaN")
+            elif value in (float("inf"), float("-inf")):
+                out.append("Infinity" if value > 0 else "-Infinity")
+            else:
+                out.append(float.__repr__(value))
+        elif isinstance(value, (list, tuple)):
+            container(list(value), "[", "]", level, lambda v: emit(v, level + 1))
+        elif isinstance(value, dict):
+            items = sorted(value.items()) if sort_keys else list(value.items())
+            container(items, "{", "}", level, lambda kv: pair(kv, level + 1))
+        else:
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    def pair(kv: tuple[Any, Any], level: int) -> None:
+        key, value = kv
+        if not isinstance(key, str):
+            key = "true" if key is True else "false" if key is False else "null" if key is None else str(key)
+        out.append(_quote(key))
+        out.append(": ")
+        emit(value, level)
+
+    def container(items: list[Any], open_: str, close: str, level: int, each: Any) -> None:
+        if not items:
+            out.append(open_ + close)
+            return
+        out.append(open_)
+        for i, item in enumerate(items):
+            if i:
+                out.append("," if indent is not None else ", ")
+            if indent is not None:
+                out.append("\n" + " " * (indent * (level + 1)))
+            each(item)
+        if indent is not None:
+            out.append("\n" + " " * (indent * level))
+        out.append(close)
+
+    emit(obj, 0)
+    return "".join(out)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from depmin.debian.pkggraph import PackageGraph
 from depmin.debian.plan import Plan
+from depmin.errors import DepminError
 from depmin.loader.needs import Analysis
 from depmin.owners import Requirements
 
@@ -31,7 +32,10 @@ def build_graph(
     plan: Plan,
     all_packages: bool = False,
 ) -> nx.MultiDiGraph:
-    import networkx as nx
+    try:
+        import networkx as nx
+    except ImportError as exc:  # e.g. python3-minimal, whose standard library networkx outgrows
+        raise DepminError(f"depmin graph needs networkx, which this Python cannot import: {exc}") from None
 
     g = nx.MultiDiGraph()
     roots = {res.main for res in analysis.roots}
