@@ -182,5 +182,6 @@ def test_graph_says_what_it_needs_under_python3_minimal(
     exe, env = minimal_python
     got = subprocess.run([exe, "-I", zipapp, "graph", "--root", str(image)], capture_output=True,
                          text=True, env=env, timeout=300)  # fmt: skip
-    assert got.returncode == 3 and "depmin graph needs networkx, which this Python cannot import" in got.stderr
+    assert got.returncode == 3
+    assert "depmin graph needs networkx, which this Python cannot import" in got.stderr
     assert "Traceback" not in got.stderr
