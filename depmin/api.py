@@ -73,15 +73,17 @@ def find_needs(
     path_env: str = DEFAULT_PATH,
     hints: Sequence[Hint] = (),
     meanwhile: Callable[[], object] | None = None,
+    jobs: int | None = None,
 ) -> Analysis:
     """Scan ``trees`` and resolve every object in the context it is loaded in.
 
     Pass ``LoaderSettings(glibc_dlopens=True, dlopen_priorities=...)`` for the loads
     that happen after start-up (:meth:`RunOptions.settings` does); the default is
     ld.so's start-up only.  ``meanwhile`` runs while worker processes classify the
-    files (the run reads the dpkg database there), so both cores work.
+    files (the run reads the dpkg database there), so both cores work; ``jobs=1``
+    keeps the scan in this process.
     """
-    job = start_scan(root, trees, exclude, keep_others=bool(hints))
+    job = start_scan(root, trees, exclude, jobs, keep_others=bool(hints))
     try:
         resolver = Resolver.for_root(root, settings)
         if meanwhile is not None and job.running:
@@ -239,13 +241,14 @@ def analyse_trees(
     opts: RunOptions,
     root: Root | None = None,
     meanwhile: Callable[[], object] | None = None,
+    jobs: int | None = None,
 ) -> Scanned:
     """Scan and resolve the trees; UnresolvedError (with the details) unless allow_missing."""
     r = root or Root(opts.root)
     hints = load_hints(opts.hints) if opts.hints else ()
     analysis = find_needs(
         r, opts.tree_paths(r), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
-        hints, meanwhile,
+        hints, meanwhile, jobs,
     )  # fmt: skip
     done = Scanned(r, analysis, _scan_warnings(analysis))
     if analysis.unresolved and not opts.allow_missing:
@@ -258,9 +261,9 @@ def analyse_trees(
     return done
 
 
-def verify(opts: RunOptions) -> Scanned:
+def verify(opts: RunOptions, jobs: int | None = None) -> Scanned:
     """After a purge: does everything in the trees still resolve?  (``ok`` says.)"""
-    return analyse_trees(replace(opts, allow_missing=True))
+    return analyse_trees(replace(opts, allow_missing=True), jobs=jobs)
 
 
 # -- the plan ------------------------------------------------------------------------------------
@@ -439,6 +442,7 @@ class Applied:
     marked: int  # packages left manual
     marks_file: str  # host path of the extended_states written
     purged: bool = False
+    verified: Scanned | None = None  # the verify after the purge, when asked
 
 
 def lock_timeout(run: PlanRun, given: float | None) -> float:
@@ -452,7 +456,11 @@ def lock_timeout(run: PlanRun, given: float | None) -> float:
 
 
 def apply(
-    check: ApplyCheck, purge: bool = False, chroot: bool = False, timeout: float | None = None
+    check: ApplyCheck,
+    purge: bool = False,
+    chroot: bool = False,
+    timeout: float | None = None,
+    verify_with: RunOptions | None = None,
 ) -> Applied:
     """Write the checked marks under apt's lock in one atomic step; then, with ``purge``, purge.
 
@@ -460,6 +468,11 @@ def apply(
     ``timeout`` seconds, when the dpkg database changed since the plan was made, and
     for ``--root`` with ``purge`` unless ``chroot`` allows running the root's own
     apt-get and dpkg.  A kill at any instant leaves the old marks or the new ones.
+
+    ``verify_with``: after the purge, :func:`verify` with these options, in this
+    process and without importing anything: the purge may remove the interpreter
+    running depmin (python3-minimal in an image without Python), whose modules are
+    then gone from disk.  Everything the verify uses was imported by the plan.
     """
     run = check.run
     root, g = run.root, run.graph
@@ -484,7 +497,9 @@ def apply(
         tail = (proc.stderr or "").strip()[-800:]
         raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}; the marks are "
                        "written, and a rerun finishes the purge")  # fmt: skip
-    return Applied(len(check.manual_keys), written, True)
+    # One process: a pool of workers would import multiprocessing's parts now.
+    verified = verify(verify_with, jobs=1) if verify_with is not None else None
+    return Applied(len(check.manual_keys), written, True, verified)
 
 
 def recover(opts: RunOptions, purge: bool, chroot: bool, timeout: float | None) -> str | None:

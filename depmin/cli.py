@@ -399,13 +399,17 @@ def snapshot(opts: RunOptions, as_json: bool, nul: bool) -> None:
               help="Change nothing: show the marks and what apt-get -s says it would purge.")  # fmt: skip
 @click.option("--check-with-apt", is_flag=True,
               help="Also verify the plan with python-apt in memory (needs python3-apt).")  # fmt: skip
+@click.option("--verify", "then_verify", is_flag=True,
+              help="After the purge, check in the same process that everything in PATH still "
+              "resolves, as `depmin verify` would (exit 1 if not). Use it when the purge removes "
+              "the Python running depmin, e.g. python3-minimal installed only for this step.")  # fmt: skip
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="How long to wait for apt's lock (/var/lib/dpkg/lock-frontend) held by another "
               "process. Default: the root's DPkg::Lock::Timeout, else 0 (fail at once, naming "
               "the holder), as apt-get does.")  # fmt: skip
 @handle_errors
 def apply(opts: RunOptions, do_purge: bool, chroot: bool, dry_run: bool, check_with_apt: bool,
-          lock_timeout: float | None) -> None:  # fmt: skip
+          then_verify: bool, lock_timeout: float | None) -> None:  # fmt: skip
     """Write the plan into apt's marks in one atomic step, optionally purge.
 
     Everything is computed and checked first: missing libraries, a clean dpkg
@@ -417,8 +421,10 @@ def apply(opts: RunOptions, do_purge: bool, chroot: bool, dry_run: bool, check_w
     apt-get and dpkg for --purge with --chroot.
     """
     from depmin import api
-    from depmin.report.documents import dry_run_lines
+    from depmin.report.documents import dry_run_lines, unresolved_lines, verify_summary  # noqa: F401
 
+    if then_verify and not do_purge:
+        raise click.UsageError("--verify checks what the purge left: it needs --purge")
     if not dry_run:
         note = api.recover(opts, do_purge, chroot, lock_timeout)
         if note:
@@ -435,9 +441,16 @@ def apply(opts: RunOptions, do_purge: bool, chroot: bool, dry_run: bool, check_w
         for line in dry_run_lines(check, do_purge):
             click.echo(line)
         return
-    done = api.apply(check, purge=do_purge, chroot=chroot, timeout=lock_timeout)
+    done = api.apply(check, purge=do_purge, chroot=chroot, timeout=lock_timeout,
+                     verify_with=opts if then_verify else None)  # fmt: skip
     click.echo(f"marked {done.marked} packages manual, every other package auto ({done.marks_file})",
                err=True)  # fmt: skip
+    if done.verified is not None:  # nothing below may import: the purge may have removed Python
+        _warn_all(done.verified.warnings)
+        _show_unresolved(done.verified.analysis.unresolved)
+        click.echo(verify_summary(done.verified))
+        if not done.verified.ok:
+            sys.exit(EXIT_UNRESOLVED)
 
 
 @main.command()

@@ -647,3 +647,51 @@ def test_a_kill_at_any_write_or_subprocess_leaves_old_or_new_marks(
     report(f"apply fault injection: {tried} kill points (every write and subprocess of one run: "
            f"{', '.join(sorted(kinds))}); each left the old or the new marks, apt-get -s removed no "
            "needed package, and the rerun converged")  # fmt: skip
+
+
+#: Replaces the purge: from its first instant on, every import that is not already done
+#: fails and is recorded, as when apt-get has just removed the interpreter's own files.
+PURGE_REMOVES_PYTHON = r'''
+import subprocess, sys
+import depmin.debian.aptstate as aptstate
+attempted = []
+class Gone:
+    def find_spec(self, name, path=None, target=None):
+        attempted.append(name)
+        raise ImportError(f"{name}: the purge removed it")
+def purge(root, argv):
+    sys.meta_path.insert(0, Gone())
+    sys.path[:] = []
+    return subprocess.CompletedProcess(argv, 0, "", "")
+aptstate.run_in_root = purge
+import atexit
+atexit.register(lambda: sys.stderr.write(f"IMPORTS AFTER THE PURGE: {attempted}\n"))
+from depmin.__main__ import main
+sys.argv[1:] = sys.argv[1:]
+main()
+'''
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["all-resolve", "one-missing"])
+def test_verify_after_a_purge_that_removes_python_imports_nothing(
+    image: Path, tmp_path: Path, missing: bool
+) -> None:
+    as_built(image)
+    if missing:
+        prog = missing_library_program(image, tmp_path / "stubs")
+    args = ["apply", "--root", str(image), "--purge", "--chroot", "--verify", "--allow-missing"]
+    p = subprocess.run([sys.executable, "-c", PURGE_REMOVES_PYTHON, *args], capture_output=True,
+                       text=True, cwd=REPO, env=dict(_ENV, PYTHONPATH=str(REPO)), timeout=300)  # fmt: skip
+    assert "Traceback" not in p.stderr, p.stderr
+    assert "IMPORTS AFTER THE PURGE: []" in p.stderr, p.stderr
+    if missing:
+        assert p.returncode == EXIT_UNRESOLVED, p.stderr
+        assert f"depmin: {prog}: libdepmin-absent.so.1 not found" in p.stderr
+        assert "1 problems" in p.stdout
+    else:
+        assert p.returncode == 0, p.stderr
+        assert "scripts checked: all resolve" in p.stdout
+
+
+def test_verify_needs_purge(image: Path) -> None:
+    check_refused(image, ["--verify"], EXIT_USAGE, "--verify checks what the purge left: it needs --purge")
