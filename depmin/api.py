@@ -313,7 +313,7 @@ def plan_run(opts: RunOptions, scanned: Scanned | None = None) -> PlanRun:
     plan = make_plan(state.graph, req.names, opts.baseline_words(), state.policy, extra)
     warnings = [*state.warnings, *_unowned(req)]
     warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
-    warnings += plan_caveats(done.analysis, state.graph, plan)
+    warnings += plan_caveats(done.analysis, req, state.graph, plan)
     return PlanRun(root, done.analysis, state, req, plan, done.warnings, tuple(warnings))
 
 
