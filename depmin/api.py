@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -483,23 +484,34 @@ def apply(
         )
     if os.geteuid() != 0:
         raise AptError("changing apt's marks needs root (use --dry-run to see the plan)")
-    with aptstate.AptLock(root, lock_timeout(run, timeout)) as lock:
+    wait = lock_timeout(run, timeout)
+    with aptstate.AptLock(root, wait) as lock:
         if current_status_stamp(run.state.db) != run.state.db.status_stamp:
             raise AptError("the dpkg database changed while depmin was planning; nothing was "
                            "changed: run it again")  # fmt: skip
         written = aptstate.write_marks(root, g, check.manual_keys, lock)
         if not purge:
             return Applied(len(check.manual_keys), written)
-        lock.release_inner()
         leftovers = aptstate.leftovers(root, run.state.db)
-        proc = aptstate.run_in_root(root, aptstate.purge_command(check.overrides, leftovers))
+        aptstate.write_purging(root, [*check.simulation.purged, *leftovers], lock)
+        lock.release()  # apt-get takes both locks itself
+        proc = aptstate.run_in_root(root, aptstate.purge_command(check.overrides, leftovers, wait))
+        _check_purge(proc)
+        # What apt only removed (dpkg had left it half-installed), a second call purges.
+        removed = sorted(set(aptstate.config_files(root, g.native_arch)) & aptstate.purging(root))
+        if removed:
+            _check_purge(aptstate.run_in_root(root, aptstate.purge_command(check.overrides, removed, wait)))
+        aptstate.clear_purging(root)
+    # One process: a pool of workers would import multiprocessing's parts now.
+    verified = verify(verify_with, jobs=1) if verify_with is not None else None
+    return Applied(len(check.manual_keys), written, True, verified)
+
+
+def _check_purge(proc: subprocess.CompletedProcess[str]) -> None:
     if proc.returncode != 0:
         tail = (proc.stderr or "").strip()[-800:]
         raise AptError(f"apt-get purge failed (exit {proc.returncode}): {tail}; the marks are "
                        "written, and a rerun finishes the purge")  # fmt: skip
-    # One process: a pool of workers would import multiprocessing's parts now.
-    verified = verify(verify_with, jobs=1) if verify_with is not None else None
-    return Applied(len(check.manual_keys), written, True, verified)
 
 
 def recover(opts: RunOptions, purge: bool, chroot: bool, timeout: float | None) -> str | None:
@@ -522,7 +534,7 @@ def recover(opts: RunOptions, purge: bool, chroot: bool, timeout: float | None) 
     wait = timeout if timeout is not None else 0.0
     with aptstate.AptLock(root, wait) as lock:
         lock.release_inner()
-        proc = aptstate.run_in_root(root, ["dpkg", "--configure", "-a"])
+        proc = aptstate.run_in_root(root, ["dpkg", "--configure", "-a"], frontend_locked=True)
     if proc.returncode != 0:
         raise AptError(f"dpkg --configure -a failed (exit {proc.returncode}): "
                        f"{(proc.stderr or '').strip()[-500:]}")  # fmt: skip

@@ -446,7 +446,8 @@ def apply(opts: RunOptions, do_purge: bool, chroot: bool, dry_run: bool, check_w
     click.echo(f"marked {done.marked} packages manual, every other package auto ({done.marks_file})",
                err=True)  # fmt: skip
     if done.verified is not None:  # nothing below may import: the purge may have removed Python
-        _warn_all(done.verified.warnings)
+        shown = set(run.scan_warnings) | set(run.warnings)  # said once, before the purge
+        _warn_all([w for w in done.verified.warnings if w not in shown])
         _show_unresolved(done.verified.analysis.unresolved)
         click.echo(verify_summary(done.verified))
         if not done.verified.ok:

@@ -14,8 +14,6 @@ nothing else.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import sys
 import types
 from collections.abc import Sequence
@@ -112,7 +110,9 @@ def _dataclasses() -> types.ModuleType:
 STANDINS = {"gettext": _gettext, "dataclasses": _dataclasses, "shutil": _shutil, "json": _json}
 
 
-class _Loader(importlib.abc.Loader):
+# Plain classes, not importlib.abc's: trixie's importlib.abc imports importlib.resources,
+# which imports tempfile, which needs shutil, the very module this may have to stand in for.
+class _Loader:
     def __init__(self, make: types.FunctionType) -> None:
         self.make = make
 
@@ -123,7 +123,7 @@ class _Loader(importlib.abc.Loader):
         return None
 
 
-class StandinFinder(importlib.abc.MetaPathFinder):
+class StandinFinder:
     """Finds a stand-in for a module no other finder found."""
 
     def find_spec(
@@ -132,7 +132,7 @@ class StandinFinder(importlib.abc.MetaPathFinder):
         make = STANDINS.get(fullname)
         if make is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _Loader(make))  # type: ignore[arg-type]
+        return ModuleSpec(fullname, _Loader(make))  # type: ignore[arg-type]
 
 
 def install() -> None:

@@ -26,7 +26,6 @@ import re
 import stat
 import struct
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,8 @@ ADMINDIR = "/var/lib/dpkg"
 #: The order apt and dpkg take them (debSystem::Lock): the frontend lock first.
 LOCKS = (f"{ADMINDIR}/lock-frontend", f"{ADMINDIR}/lock")
 #: Prefix of depmin's temporary marks files (removed when a killed run left one).
-TEMP_PREFIX = ".extended_states.depmin-"
+#: depmin's record of a purge under way (see write_purging); gone once the purge is complete.
+PURGING = "/var/lib/apt/depmin-purging"
 
 #: A name apt-mark accepts: dpkg's package-name syntax, optionally ``:arch``.
 PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*(:[A-Za-z0-9][A-Za-z0-9-]*)?")
@@ -205,8 +205,10 @@ class AptLock:
     The same fcntl write locks apt and dpkg take, so while depmin holds them no apt,
     dpkg or second depmin changes the root.  Acquiring waits up to ``timeout``
     seconds (apt's ``DPkg::Lock::Timeout``) and then fails naming the lock and its
-    holder.  For the purge, :meth:`release_inner` hands ``lock`` to apt-get, which
-    runs with ``DPKG_FRONTEND_LOCKED`` set and leaves the frontend lock to depmin.
+    holder.  For ``dpkg --configure -a``, :meth:`release_inner` hands ``lock`` to dpkg,
+    which runs with ``DPKG_FRONTEND_LOCKED`` set and leaves the frontend lock to depmin;
+    apt-get does not read that variable and takes both locks itself, so the purge
+    starts after :meth:`release` (with apt's own lock timeout, see :func:`purge_command`).
     """
 
     def __init__(self, root: Root, timeout: float = 0) -> None:
@@ -309,36 +311,92 @@ def write_marks(root: Root, graph: PackageGraph, manual: Iterable[str], lock: Ap
         raise AptError("the marks are written only under apt's lock")
     old, where = read_marks_text(root)
     data = marks_text(old, where, graph, manual).encode("utf-8", "surrogateescape")
-    parent = root.resolve(os.path.dirname(EXTENDED_STATES))
+    return _replace(root, EXTENDED_STATES, data, "the marks are unchanged")
+
+
+def _replace(root: Root, path: str, data: bytes | None, unchanged: str) -> str:
+    """Replace (``data`` None: remove) the file at ``path`` of the root atomically: a temp
+    file in the same directory, fsync, rename, fsync of the directory; temp files a
+    killed run left behind go first.  Returns its host path."""
+    parent = root.resolve(os.path.dirname(path))
     if parent is None:
-        raise AptError(f"no {os.path.dirname(EXTENDED_STATES)} in {root.top}")
-    name = os.path.basename(EXTENDED_STATES)
+        raise AptError(f"no {os.path.dirname(path)} in {root.top}")
+    name = os.path.basename(path)
+    prefix = f".{name}.depmin-"
     dirfd = _open_dir(root, parent)
     try:
         for leftover in os.listdir(dirfd):
-            if leftover.startswith(TEMP_PREFIX):
+            if leftover.startswith(prefix):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(leftover, dir_fd=dirfd)
-        tmp = TEMP_PREFIX + os.urandom(6).hex()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
-                     dir_fd=dirfd)  # fmt: skip
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dirfd)
-            raise
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dirfd)
+        else:
+            tmp = prefix + os.urandom(6).hex()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=dirfd)  # fmt: skip
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dirfd)
+                raise
         os.fsync(dirfd)
     except OSError as exc:
-        raise AptError(f"cannot write {root.host(parent)}/{name}: {exc.strerror}; the marks are "
-                       "unchanged") from None  # fmt: skip
+        raise AptError(f"cannot write {root.host(parent)}/{name}: {exc.strerror}; {unchanged}") from None
     finally:
         os.close(dirfd)
     return f"{root.host(parent)}/{name}"
+
+
+# -- the purge record ----------------------------------------------------------------------------
+#
+# apt-get drops the auto marks of what it is about to remove before dpkg starts, and
+# removes (but cannot purge) a package a killed dpkg left half-installed.  So after a
+# kill, what the purge was doing can no longer be read from apt's state; depmin writes
+# it down first, and a rerun purges what the record lists and dpkg left in
+# config-files.  The file goes when the purge is complete.
+
+
+def write_purging(root: Root, names: Iterable[str], lock: AptLock) -> str:
+    """Record (atomically, under ``lock``) the packages the purge is about to remove."""
+    if not lock._fds:
+        raise AptError("the purge record is written only under apt's lock")
+    data = "".join(f"{n}\n" for n in sorted(set(names))).encode("utf-8", "surrogateescape")
+    return _replace(root, PURGING, data, "nothing was purged")
+
+
+def purging(root: Root) -> set[str]:
+    """The packages a purge that did not finish was removing (apt's names), or none."""
+    text, _ = read_marks_text(root, PURGING)
+    return {line.strip() for line in text.splitlines() if PACKAGE_NAME.fullmatch(line.strip())}
+
+
+def clear_purging(root: Root) -> None:
+    """The purge is complete: forget the record."""
+    _replace(root, PURGING, None, "the purge is complete")
+
+
+def config_files(root: Root, native_arch: str) -> list[str]:
+    """Packages dpkg has in config-files state now (removed, not purged), as apt names them."""
+    resolved = root.resolve(f"{ADMINDIR}/status")
+    if resolved is None:
+        return []
+    try:
+        text = root.read_bytes(resolved).decode("utf-8", "surrogateescape")
+    except OSError:
+        return []
+    out = []
+    for st in iter_stanzas(text, root.host(resolved)):
+        if st.get("Status", "").endswith(" config-files") and st.get("Package"):
+            arch = st.get("Architecture", native_arch)
+            out.append(st["Package"] if arch in (native_arch, "all") else f"{st['Package']}:{arch}")
+    return sorted(out)
 
 
 # -- asking apt-get ----------------------------------------------------------------------------
@@ -346,7 +404,7 @@ def write_marks(root: Root, graph: PackageGraph, manual: Iterable[str], lock: Ap
 
 @dataclass(frozen=True)
 class Simulation:
-    purged: tuple[str, ...]  # name:arch as apt prints them
+    purged: tuple[str, ...]  # what the purge removes, as apt prints them (name, or name:arch)
     output: str
 
 
@@ -377,7 +435,7 @@ def apt_view(root: Root, native_arch: str, marks: str) -> Iterator[AptView]:
     of the root can move them.  A configuration with ``#include`` (a host path to
     apt) is refused.
     """
-    with tempfile.TemporaryDirectory(prefix="depmin-apt-") as tmp:
+    with scratch_dir("depmin-apt-") as tmp:
         marks_path = os.path.join(tmp, "extended_states")
         with open(marks_path, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(marks)
@@ -466,9 +524,32 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _scratch_path(prefix: str) -> str:
+    return os.path.join(os.environ.get("TMPDIR") or "/tmp", prefix + os.urandom(6).hex())
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[str]:
+    """A private directory under $TMPDIR, removed after; not tempfile's: python3-minimal's
+    tempfile needs shutil, which that interpreter does not have."""
+    path = _scratch_path(prefix)
+    os.mkdir(path, 0o700)
+    try:
+        yield path
+    finally:
+        for top, dirs, files in os.walk(path, topdown=False):
+            for name in files:
+                os.unlink(os.path.join(top, name))
+            for name in dirs:
+                d = os.path.join(top, name)
+                os.unlink(d) if os.path.islink(d) else os.rmdir(d)
+        os.rmdir(path)
+
+
 @contextlib.contextmanager
 def _scratch(text: str, prefix: str) -> Iterator[str]:
-    fd, path = tempfile.mkstemp(prefix=prefix)
+    path = _scratch_path(prefix)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(text)
@@ -494,7 +575,8 @@ def simulate_purge(
         proc = _run([*cmd, "purge", "--auto-remove"], view.env)
     if proc.returncode != 0:
         raise AptError(f"apt-get -s failed: {proc.stderr.strip()}")
-    purged = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("Purg ")]
+    # Remv: a package dpkg left half-installed, which apt removes but cannot purge
+    purged = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("Purg ", "Remv "))]
     return Simulation(tuple(sorted(purged)), proc.stdout)
 
 
@@ -531,14 +613,18 @@ def in_root(root: Root, argv: list[str]) -> list[str]:
             "chroot", root.top, *argv]  # fmt: skip
 
 
-def run_in_root(root: Root, argv: list[str]) -> subprocess.CompletedProcess[str]:
-    """Run a program of the root (apt-get, dpkg) while depmin holds the frontend lock.
+def run_in_root(
+    root: Root, argv: list[str], frontend_locked: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a program of the root (apt-get, dpkg); stdout goes to depmin's own as it comes.
 
-    ``DPKG_FRONTEND_LOCKED`` tells apt-get and dpkg that the frontend lock is held
-    for them (apt sets it for dpkg the same way); they take ``lock`` themselves.
-    Output goes to depmin's own stdout and stderr as it comes.
+    ``frontend_locked``: depmin holds the frontend lock for it, and says so with
+    ``DPKG_FRONTEND_LOCKED`` (as apt does for dpkg; only dpkg reads it).
     """
-    env = _env({"DEBIAN_FRONTEND": "noninteractive", "DPKG_FRONTEND_LOCKED": "1"})
+    extra = {"DEBIAN_FRONTEND": "noninteractive"}
+    if frontend_locked:
+        extra["DPKG_FRONTEND_LOCKED"] = "1"
+    env = _env(extra)
     cmd = in_root(root, argv)
     try:
         return subprocess.run(cmd, text=True, env=env, stdout=None, stderr=subprocess.PIPE)
@@ -546,29 +632,39 @@ def run_in_root(root: Root, argv: list[str]) -> subprocess.CompletedProcess[str]
         return subprocess.CompletedProcess(cmd, 127, "", f"{cmd[0]}: {exc.strerror}")
 
 
-def purge_command(overrides: Sequence[str], leftovers: Sequence[str] = ()) -> list[str]:
+def purge_command(
+    overrides: Sequence[str], leftovers: Sequence[str] = (), lock_timeout: float = 0
+) -> list[str]:
     """``apt-get purge -y --auto-remove`` with the plan's options; ``leftovers``: packages an
-    interrupted purge removed but did not purge (config-files, still marked auto)."""
-    argv = ["apt-get", "purge", "-y", "--auto-remove"]
+    interrupted purge removed but did not purge (see :func:`leftovers`).
+
+    ``lock_timeout``: apt-get takes the locks depmin just let go of, and waits as
+    long as depmin would have (``DPkg::Lock::Timeout``) if another frontend got in.
+    """
+    argv = ["apt-get", "purge", "-y", "--auto-remove", "-o", f"DPkg::Lock::Timeout={int(lock_timeout)}"]
     for o in overrides:
         argv += ["-o", o]
     return argv + list(leftovers)
 
 
 def leftovers(root: Root, db: DpkgDatabase) -> list[str]:
-    """Packages a killed purge removed but did not purge: config-files, yet still marked auto.
+    """Packages a killed purge removed but did not purge: in config-files state, and either
+    listed in depmin's purge record or still marked auto.
 
-    apt drops the mark of a package it removes once dpkg is done with it, so an auto mark
-    on a package dpkg left in config-files state is the trace of a purge that was cut
-    short; the rerun purges it too, and ends where an uninterrupted run ends.
+    The uninterrupted run purges them, so the rerun purges them too (named on apt-get's
+    command line, as apt's autoremove looks at installed packages only) and ends where
+    an uninterrupted run ends.  Other config-files packages were there before; they stay.
     """
     text, where = read_marks_text(root)
     auto: set[tuple[str, str | None]] = set()
     for st in iter_stanzas(text, where):
         if _auto_flag(st) and st.get("Package"):
             auto.add((st["Package"], st.get("Architecture")))
+    recorded = purging(root)
     out = []
     for p in db.packages:
-        if p.status.state == "config-files" and ((p.name, p.arch) in auto or (p.name, None) in auto):
+        if p.status.state != "config-files":
+            continue
+        if (p.name, p.arch) in auto or (p.name, None) in auto or {p.name, f"{p.name}:{p.arch}"} & recorded:
             out.append(p.binary_package)
     return sorted(out)
