@@ -119,7 +119,6 @@ def load_package_state(
         warnings.extend(archive.warnings)
     graph = build_package_graph(database, archive)
     warnings.extend(graph.warnings)
-    warnings.extend(database.files.warnings)
     policy = Policy(
         recommends_important=config.recommends_important,
         suggests_important=config.suggests_important,
@@ -303,16 +302,19 @@ def _unowned(req: Requirements) -> list[str]:
     return [f"{lib}: needed file outside the trees that no package owns" for lib in req.unowned]
 
 
-def plan_run(opts: RunOptions, scanned: Scanned | None = None) -> PlanRun:
-    """Every step up to the plan; the root's package state is read while the scan runs."""
+def plan_run(
+    opts: RunOptions, scanned: Scanned | None = None, state: PackageState | None = None
+) -> PlanRun:
+    """Every step up to the plan; the root's package state is read while the scan runs
+    (or given: ``scanned`` and ``state`` from an earlier step of the same run)."""
     root = scanned.root if scanned is not None else Root(opts.root)
-    state_of = functools.cache(lambda: load_package_state(root, opts.overrides))
+    state_of = functools.cache(lambda: state or load_package_state(root, opts.overrides))
     done = scanned or analyse_trees(opts, root, state_of)
     state = state_of()
     req = find_requirements(done.analysis, state.db)
     extra = opts.keep_names() + list(req.hinted_packages)
     plan = make_plan(state.graph, req.names, opts.baseline_words(), state.policy, extra)
-    warnings = [*state.warnings, *_unowned(req)]
+    warnings = [*state.warnings, *state.db.list_warnings, *_unowned(req)]
     warnings += [f"{n}: not an installed package (ignored)" for n in plan.unknown]
     warnings += plan_caveats(done.analysis, req, state.graph, plan)
     return PlanRun(root, done.analysis, state, req, plan, done.warnings, tuple(warnings))
@@ -337,12 +339,12 @@ def keep_list(opts: RunOptions, every_owner: bool = False) -> KeepList:
     """The minimal list, or with ``every_owner`` every owner of a needed file (the pipeline's)."""
     root = Root(opts.root)
     if every_owner:
-        db_of = functools.cache(lambda: _indexed(load_dpkg_database(root)))
+        db_of = functools.cache(lambda: load_dpkg_database(root))
         done = analyse_trees(opts, root, db_of)
         db = db_of()
         req = find_requirements(done.analysis, db)
         names = sorted(set(req.names) | set(opts.keep_names()) | set(req.hinted_packages))
-        warnings = (*db.warnings, *db.files.warnings, *_unowned(req))
+        warnings = (*db.warnings, *db.list_warnings, *_unowned(req))
         return KeepList(root, done.analysis, req, tuple(names), False, None, None, done.warnings, warnings)
     state_of = functools.cache(lambda: load_package_state(root, opts.overrides))
     done = analyse_trees(opts, root, state_of)
@@ -351,14 +353,9 @@ def keep_list(opts: RunOptions, every_owner: bool = False) -> KeepList:
         # Nothing outside the trees is needed: the minimal list is empty whatever apt's
         # state, so the package database and apt configuration need not be read.
         return KeepList(root, a, Requirements((), (), ()), (), True, None, None, done.warnings, ())
-    run = plan_run(opts, done)
+    run = plan_run(opts, done, state_of())
     return KeepList(root, a, run.requirements, run.keep_names, True, run.plan, run.graph,
                     done.warnings, run.warnings)  # fmt: skip
-
-
-def _indexed(db: DpkgDatabase) -> DpkgDatabase:
-    db.files  # noqa: B018 - build the ownership index now (during the scan, when asked)
-    return db
 
 
 # -- apt's state ---------------------------------------------------------------------------------
@@ -409,7 +406,7 @@ def check_apply(run: PlanRun, overrides: Sequence[str] = (), with_python_apt: bo
     purge exactly what the plan says.
     """
     db = run.state.db
-    broken = [*db.warnings, *db.files.warnings]
+    broken = [*db.warnings, *db.list_warnings]
     if broken:
         more = f" (+{len(broken) - 3} more)" if len(broken) > 3 else ""
         raise DpkgError("the dpkg database did not read cleanly, so apply changes nothing: "

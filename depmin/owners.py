@@ -49,7 +49,22 @@ def file_owners(db: DpkgDatabase, path: str, realpath: str) -> tuple[str, ...]:
     return tuple(sorted(set(opened) | set(db.owners(realpath))))
 
 
+def _forms(db: DpkgDatabase, path: str, realpath: str) -> list[str]:
+    """Every path :func:`file_owners` may ask about, for :meth:`DpkgDatabase.prefetch`."""
+    out = [path, realpath]
+    for follow in (False, True):
+        try:
+            resolved = db.root.resolve(path, follow=follow)
+        except RootError:
+            continue
+        if resolved is not None:
+            out.append(resolved)
+    return out
+
+
 def map_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:
+    outside = [lib for lib in analysis.libraries if not lib.in_trees]
+    db.prefetch(f for lib in outside for f in _forms(db, lib.path, lib.realpath))
     libs: dict[str, list[str]] = {}
     files: dict[str, list[str]] = {}
     in_trees: list[str] = []

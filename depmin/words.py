@@ -19,5 +19,6 @@ class Word(str, Enum):
     def __format__(self, spec: str) -> str:
         return format(str(self.value), spec)
 
-    def __hash__(self) -> int:
-        return hash(str(self.value))
+    # A member is the str of its word, so str's own (C) hash is the word's: the resolver
+    # hashes these words tens of thousands of times per run.
+    __hash__ = str.__hash__

@@ -75,11 +75,15 @@ def host_paths_touched(monkeypatch: pytest.MonkeyPatch, only_depmin: bool = Fals
     module first, so no import happens under the spy).
     """
     touched: list[str] = []
+    readlink = os.readlink
 
     def spy(real: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(path: Any = ".", *args: Any, **kwargs: Any) -> Any:
             if isinstance(path, (str, bytes, os.PathLike)) and (not only_depmin or _from_depmin()):
-                touched.append(os.path.abspath(os.fsdecode(path)))
+                name = os.fsdecode(path)
+                if kwargs.get("dir_fd") is not None:  # a name relative to an open directory
+                    name = os.path.join(readlink(f"/proc/self/fd/{kwargs['dir_fd']}"), name)
+                touched.append(os.path.abspath(name))
             return real(path, *args, **kwargs)
 
         return wrapper

@@ -90,3 +90,19 @@ def test_every_public_name_resolves_to_the_module_it_is_documented_in() -> None:
 
 def test_all_lists_exactly_the_lazy_exports() -> None:
     assert sorted(depmin.__all__) == sorted(depmin._EXPORTS)
+
+
+def test_every_word_is_its_word_as_text_as_key_and_in_json() -> None:
+    import json
+
+    import depmin.api  # noqa: F401 - imports every module that defines words
+    from depmin.words import Word
+
+    kinds = Word.__subclasses__()
+    assert len(kinds) >= 6
+    for kind in kinds:
+        for member in kind:
+            word = member.value
+            assert str(member) == f"{member}" == f"{member:>1}".strip() == word
+            assert hash(member) == hash(word) and {word: kind}[member] is kind and {member: 1}[word] == 1
+            assert json.dumps({member: [member]}) == json.dumps({word: [word]})

@@ -181,3 +181,28 @@ def test_owners_of_every_library_under_usr_match_dpkg_query(
         f"{twins} twin forms mapped, {twin_failed} of which dpkg-query cannot find"
     )
     assert not wrong, "\n".join(wrong[:40])
+
+
+def test_prefetched_owners_are_the_whole_index_owners(report: Callable[[str], None]) -> None:
+    """prefetch (one pass, only the asked paths) against the index of every .list file, on
+    this machine's database: libraries in both merged-/usr forms, diverted paths and their
+    targets, links, files no package owns."""
+    root = Root("/")
+    whole, some = load_dpkg_database(root), load_dpkg_database(root)
+    libs = sorted(
+        f"/usr/lib/x86_64-linux-gnu/{n}"
+        for n in os.listdir("/usr/lib/x86_64-linux-gnu")
+        if ".so" in n and not os.path.isdir(f"/usr/lib/x86_64-linux-gnu/{n}")
+    )
+    diverted = [p for d in whole.diversions for p in (d.path, d.diverted_to)]
+    paths = [*libs, *(p.removeprefix("/usr") for p in libs[::7]), *diverted, "/bin/sh", "/usr/bin/perl",
+             "/usr/lib/x86_64-linux-gnu/no-such-library.so.1", "/etc/hostname"]  # fmt: skip
+    some.prefetch(paths)
+    differ = [p for p in paths if some.owners(p) != whole.owners(p)]
+    assert some._files is None, "a prefetched path fell back to the whole index"
+    assert not differ, differ[:5]
+    assert some.list_warnings == whole.list_warnings
+    owned = sum(bool(whole.owners(p)) for p in paths)
+    assert owned > 100 and len(diverted) >= 2
+    report(f"owners prefetch vs whole index: {len(paths)} paths ({owned} owned, {len(diverted)} diverted), "
+           "0 differ")  # fmt: skip

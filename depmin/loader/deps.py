@@ -28,7 +28,7 @@ from depmin.loader.linkmap import (
     Step,
 )
 from depmin.loader.search import SearchContext, search_order
-from depmin.loader.verify import LoaderFiles, Verdict
+from depmin.loader.verify import LoaderFiles, Verdict, Walk
 
 
 @dataclass
@@ -249,7 +249,43 @@ class LinkMap:
                     )
                 path = os.path.normpath(os.path.join(wd, path))
             return self._try(requester, name, expanded, kind, [(Step.DIRECT_PATH, path)])
-        return self._try(requester, name, expanded, kind, search_order(self.ctx, expanded, requester))
+        nodeflib = self._plain(requester)
+        if nodeflib is None:
+            return self._try(requester, name, expanded, kind, search_order(self.ctx, expanded, requester))
+        # The same search in every process: walked once per run (see LoaderFiles.plain_walks).
+        key = (expanded, self.arch.name, nodeflib)
+        walk = self.files.plain_walks.get(key)
+        if walk is None:
+            walk = self.files.plain_walks[key] = self._walk(search_order(self.ctx, expanded, requester))
+        return self._take(requester, name, expanded, kind, walk)
+
+    def _plain(self, requester: int) -> bool | None:
+        """The requester's DF_1_NODEFLIB when its search reads no RPATH, RUNPATH or
+        LD_LIBRARY_PATH (then only the name, the class and that flag decide it); else None."""
+        objects = self.objects
+        req = objects[requester]
+        if req.elf.runpath is not None or self.files.settings.ld_library_path is not None:
+            return None
+        link: int | None = requester
+        while link is not None:
+            obj = objects[link]
+            if obj.elf.rpath and obj.elf.runpath is None:
+                return None
+            link = obj.loader
+        main = objects[0].elf
+        if not self.dlopen and main.rpath and main.runpath is None:
+            return None
+        return req.elf.nodeflib
+
+    def _walk(self, candidates: list[tuple[Step, str]] | Iterator[tuple[Step, str]]) -> Walk:
+        """Try the candidates in order up to the first that is not missing or skipped."""
+        tried: list[str] = []
+        for step, path in candidates:
+            tried.append(path)
+            cand = self.files.candidate(path, self.arch)
+            if cand.verdict not in (Verdict.MISSING, Verdict.SKIP):
+                return Walk(tuple(tried), step, path, cand)
+        return Walk(tuple(tried), None, None, None)
 
     def _try(
         self,
@@ -259,12 +295,15 @@ class LinkMap:
         kind: RequestKind,
         candidates: list[tuple[Step, str]] | Iterator[tuple[Step, str]],
     ) -> int | None:
-        tried: list[str] = []
-        for step, path in candidates:
-            tried.append(path)
-            cand = self.files.candidate(path, self.arch)
-            if cand.verdict in (Verdict.MISSING, Verdict.SKIP):
-                continue
+        return self._take(requester, name, expanded, kind, self._walk(candidates))
+
+    def _take(
+        self, requester: int, name: str, expanded: str, kind: RequestKind, walk: Walk
+    ) -> int | None:
+        """Load (or find loaded) what the walk stopped at, and record the request."""
+        tried, step, path, cand = list(walk.tried), walk.step, walk.path, walk.cand
+        if cand is not None:
+            assert step is not None and path is not None
             if cand.verdict is Verdict.FAIL:
                 self._record(requester, name, kind, Outcome.FAILED, step, None, tried, cand.problem,
                              cand.realpath, expanded)  # fmt: skip

@@ -14,7 +14,7 @@ import errno
 import fnmatch
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from depmin.errors import ElfError, RootError
@@ -72,41 +72,6 @@ def parse_shebang(head: bytes) -> tuple[str, str | None] | None:
     interp = parts[0].decode("utf-8", "surrogateescape")
     arg = parts[1].strip().decode("utf-8", "surrogateescape") if len(parts) > 1 else None
     return interp, (arg or None)
-
-
-def _walk(root: Root, top: str, skipped: list[Skipped]) -> Iterator[tuple[str, str]]:
-    """(root-relative, host) paths of regular files under ``top``, one file system only."""
-    host_top = root.host(top)
-    try:
-        dev = os.lstat(host_top).st_dev
-    except OSError as exc:
-        skipped.append(Skipped(top, f"cannot stat: {exc.strerror}", True))
-        return
-    stack = [top]
-    while stack:
-        d = stack.pop()
-        try:
-            with os.scandir(root.host(d)) as it:
-                entries = list(it)  # scan() sorts all paths once, in C
-        except OSError as exc:
-            skipped.append(Skipped(d, f"cannot read directory: {exc.strerror}", True))
-            continue
-        subdirs = []
-        for e in entries:
-            rel = d.rstrip("/") + "/" + e.name
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    if e.stat(follow_symlinks=False).st_dev != dev:
-                        skipped.append(
-                            Skipped(rel, "another file system is mounted here; not scanned")
-                        )
-                        continue
-                    subdirs.append(rel)
-                elif e.is_file(follow_symlinks=False):
-                    yield rel, e.path
-            except OSError as exc:
-                skipped.append(Skipped(rel, f"cannot stat: {exc.strerror}", True))
-        stack.extend(subdirs)
 
 
 def scan(
@@ -174,13 +139,17 @@ def start_scan(
     jobs: int | None = None,
     keep_others: bool = True,
 ) -> ScanJob:
-    """Walk ``trees`` now and start classifying their files (see ScanJob).
+    """Start walking ``trees`` and classifying their files (see ScanJob).
 
-    ``keep_others=False`` drops the list of non-ELF, non-script files (memory).
+    This process takes the first directories; once more than a few are waiting (a big
+    tree) it hands them to worker processes, one subtree each, and returns while they
+    work.  ``keep_others=False`` drops the list of non-ELF, non-script files (memory).
     """
-    pending: list[str] = []
     skipped: list[Skipped] = []
     tops: list[str] = []
+    part: _Part = ([], [], skipped, [])
+    walker = _Walker(root.host("/").rstrip("/"), tuple(exclude), keep_others)
+    queue: list[tuple[str, int]] = []  # (root-relative directory, st_dev of its tree)
     for tree in trees:
         try:
             top = root.resolve(tree)
@@ -194,76 +163,125 @@ def start_scan(
             continue
         tops.append(top)
         try:
-            is_dir = stat.S_ISDIR(root.lstat(top).st_mode)
+            st = root.lstat(top)
         except OSError as exc:
             skipped.append(Skipped(tree, f"cannot stat: {exc.strerror}", True))
             continue
-        files = [rel for rel, _host in _walk(root, top, skipped)] if is_dir else [top]
-        for rel in files:
-            if exclude and _excluded(rel, exclude):
-                skipped.append(Skipped(rel, "excluded"))
-                continue
-            pending.append(rel)
-    pending.sort()  # one order for every run, whatever the directories' order on disk
-    prefix = root.host("/").rstrip("/")
-    return _classify_all(tops, skipped, prefix, pending, jobs, keep_others)
-
-
-_Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
-
-#: Below this many files a second process costs more than it saves.
-PARALLEL_MIN_FILES = 4000
-
-
-def _classify_chunk(prefix: str, chunk: list[str], keep_others: bool) -> _Part:
-    part: _Part = ([], [], [], [])
-    for rel in chunk:
-        _classify(rel, prefix + rel, *part)
-    if not keep_others:
-        part[3].clear()  # most files of a tree: only hints look at them
-    return part
-
-
-def _classify_all(
-    tops: list[str],
-    skipped: list[Skipped],
-    prefix: str,
-    files: list[str],
-    jobs: int | None,
-    keep_others: bool,
-) -> ScanJob:
-    """Open and classify files, on every core when the tree is big enough to pay.
-
-    Opening files is system-call bound, so forked workers (each classifying
-    contiguous slices, so results keep the sorted order) use both cores while
-    the caller goes on; where processes cannot be made (no /dev/shm in a bare
-    chroot) the work is done here.
-    """
+        if stat.S_ISDIR(st.st_mode):
+            queue.append((top, st.st_dev))
+        elif walker.wanted(top, skipped):
+            _classify(top, walker.prefix + top, *part)
     n = jobs if jobs is not None else (os.cpu_count() or 1)
-    if n <= 1 or len(files) < PARALLEL_MIN_FILES:
-        return ScanJob(tops, skipped, [_classify_chunk(prefix, files, keep_others)])
-    size = -(-len(files) // (n * 4))
-    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    while queue and (n <= 1 or len(queue) < PARALLEL_MIN_DIRS):
+        queue.extend(walker.directory(*queue.pop(0), part))
+    if not queue:
+        return ScanJob(tops, [], [_sorted(part, keep_others)])
     try:
         import multiprocessing
 
         pool = multiprocessing.get_context("fork").Pool(n)
     except (OSError, ImportError, ValueError):
-        return ScanJob(tops, skipped, [_classify_chunk(prefix, files, keep_others)])
-    async_result = pool.starmap_async(_classify_chunk, [(prefix, c, keep_others) for c in chunks])
+        while queue:
+            queue.extend(walker.directory(*queue.pop(0), part))
+        return ScanJob(tops, [], [_sorted(part, keep_others)])
+    async_result = pool.starmap_async(walker.subtree, queue, chunksize=1)
 
     def finish() -> list[_Part]:
         try:
-            return async_result.get()
+            parts = async_result.get()
         finally:
             pool.close()
             pool.join()
+        merged: _Part = part
+        for p in parts:
+            for mine, theirs in zip(merged, p):
+                mine.extend(theirs)  # type: ignore[attr-defined]
+        return [_sorted(merged, keep_others)]
 
     def cancel() -> None:
         pool.terminate()
         pool.join()
 
-    return ScanJob(tops, skipped, None, finish, cancel)
+    return ScanJob(tops, [], None, finish, cancel)
+
+
+_Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
+
+#: Directories waiting before the walk goes to worker processes: a tree smaller than
+#: that is done here, where a second process would cost more than it saves.
+PARALLEL_MIN_DIRS = 48
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _sorted(part: _Part, keep_others: bool) -> _Part:
+    """One order for every run, whatever the directories' order on disk or the workers'."""
+    objects, scripts, skipped, others = part
+    objects.sort(key=lambda o: o.path)
+    scripts.sort(key=lambda s: s.path)
+    skipped.sort(key=lambda s: s.path)
+    others.sort()
+    if not keep_others:
+        others.clear()  # most files of a tree: only hints look at them
+    return part
+
+
+@dataclass(frozen=True)
+class _Walker:
+    """Walks directories and classifies their files; pickled to the worker processes."""
+
+    prefix: str  # the root's host path, without the trailing slash
+    exclude: tuple[str, ...]
+    keep_others: bool
+
+    def wanted(self, rel: str, skipped: list[Skipped]) -> bool:
+        if self.exclude and _excluded(rel, self.exclude):
+            skipped.append(Skipped(rel, "excluded"))
+            return False
+        return True
+
+    def directory(self, rel: str, dev: int, part: _Part) -> list[tuple[str, int]]:
+        """Classify the regular files of one directory (opened by name relative to it,
+        O_NOFOLLOW, so a directory swapped for a link is not followed); its
+        subdirectories on the same file system, like ``find -xdev``."""
+        skipped = part[2]
+        try:
+            dfd = os.open(self.prefix + rel, _DIR_FLAGS)
+        except OSError as exc:
+            skipped.append(Skipped(rel, f"cannot read directory: {exc.strerror}", True))
+            return []
+        subdirs: list[tuple[str, int]] = []
+        base = rel.rstrip("/") + "/"
+        try:
+            with os.scandir(dfd) as it:
+                entries = list(it)
+            for e in entries:
+                path = base + e.name
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        if e.stat(follow_symlinks=False).st_dev != dev:
+                            skipped.append(Skipped(path, "another file system is mounted here; not scanned"))
+                        else:
+                            subdirs.append((path, dev))
+                    elif e.is_file(follow_symlinks=False) and self.wanted(path, skipped):
+                        _classify(path, e.name, *part, dir_fd=dfd)
+                except OSError as exc:
+                    skipped.append(Skipped(path, f"cannot stat: {exc.strerror}", True))
+        except OSError as exc:
+            skipped.append(Skipped(rel, f"cannot read directory: {exc.strerror}", True))
+        finally:
+            os.close(dfd)
+        return subdirs
+
+    def subtree(self, rel: str, dev: int) -> _Part:
+        """A worker's task: a whole subtree."""
+        part: _Part = ([], [], [], [])
+        stack = [(rel, dev)]
+        while stack:
+            stack.extend(self.directory(*stack.pop(), part))
+        if not self.keep_others:
+            part[3].clear()
+        return part
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -271,19 +289,21 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 def _classify(
     rel: str,
-    host: str,
+    name: str,
     objects: list[ElfFile],
     scripts: list[Script],
     skipped: list[Skipped],
     others: list[str],
+    dir_fd: int | None = None,
 ) -> None:
     """Open one file the walk saw as regular (O_NOFOLLOW/O_NONBLOCK guard a swap).
 
-    Three system calls for most files (open, pread, close); a FIFO swapped in
-    fails the pread, and read_elf_fd and the #! branch check the type themselves.
+    Three system calls for most files (open relative to its directory, pread,
+    close); a FIFO swapped in fails the pread, and read_elf_fd and the #! branch
+    check the type themselves.
     """
     try:
-        fd = os.open(host, _OPEN_FLAGS)
+        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         skipped.append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
         return

@@ -19,7 +19,7 @@ from depmin.loader.arch import Arch
 from depmin.loader.elf import EHDR_SIZE, ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.loader.hwcaps import subdir_names
 from depmin.loader.ldcache import LdCache
-from depmin.loader.linkmap import LoaderSettings
+from depmin.loader.linkmap import LoaderSettings, Step
 from depmin.rootfs import Root
 from depmin.words import Word
 
@@ -70,6 +70,17 @@ def verify_header(elf: ElfFile, arch: Arch) -> tuple[Verdict, str | None]:
     return Verdict.OK, None
 
 
+@dataclass(frozen=True)
+class Walk:
+    """Where a search stopped: the paths tried (the stop included), its step and candidate
+    (None for both when nothing was found)."""
+
+    tried: tuple[str, ...]
+    step: Step | None
+    path: str | None
+    cand: Candidate | None
+
+
 class LoaderFiles:
     """What the loader sees of one root, each fact read once per run.
 
@@ -85,6 +96,9 @@ class LoaderFiles:
         self._cands: dict[tuple[str, str], Candidate] = {}
         self._subdirs: dict[tuple[str, str], tuple[str, ...]] = {}
         self._hits: dict[tuple[str, str], str | None] = {}
+        #: (name, arch, nodeflib) -> the walk of a search with no RPATH, RUNPATH or
+        #: LD_LIBRARY_PATH in play (the cache, then the system directories), see deps
+        self.plain_walks: dict[tuple[str, str, bool], Walk] = {}
 
     def read_elf(self, realpath: str) -> ElfFile:
         """Read (once) the ELF object at a canonical root-relative path."""
