@@ -50,7 +50,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
@@ -295,13 +295,8 @@ class DpkgDatabase:
         wanted = frozenset(forms)
         warnings: list[str] = []
         owners: dict[str, tuple[str, ...]] = {c: () for c in forms.values()}
-        for pkg in self.packages:
-            if pkg.status.state == "not-installed":
-                continue
-            text = _read_optional(self.root, self.list_file(pkg), warnings)
-            if text is None:
-                continue
-            for hit in wanted.intersection(text.split("\n")):
+        for pkg, lines in self._lists(warnings):
+            for hit in wanted.intersection(lines):
                 c = forms[hit]
                 if pkg.binary_package not in owners[c]:
                     owners[c] = tuple(sorted((*owners[c], pkg.binary_package)))
@@ -326,17 +321,20 @@ class DpkgDatabase:
                     return found
         return ()
 
-    def _build_index(self) -> FileIndex:
-        warnings: list[str] = []
-        listed: list[tuple[str, list[str]]] = []
-        pre, tops = self._alias_prefixes, frozenset(self.aliases)
+    def _lists(self, warnings: list[str]) -> Iterator[tuple[Package, list[str]]]:
+        """The lines of every package's .list (a missing or unreadable one is a warning)."""
         for pkg in self.packages:
             if pkg.status.state == "not-installed":
                 continue
             text = _read_optional(self.root, self.list_file(pkg), warnings)
-            if text is None:
-                continue
-            paths = text.split("\n")
+            if text is not None:
+                yield pkg, text.split("\n")
+
+    def _build_index(self) -> FileIndex:
+        warnings: list[str] = []
+        listed: list[tuple[str, list[str]]] = []
+        pre, tops = self._alias_prefixes, frozenset(self.aliases)
+        for pkg, paths in self._lists(warnings):
             if pre:  # dpkg writes clean absolute paths: only the alias mapping is needed
                 paths = [("/usr" + p if p.startswith(pre) or p in tops else p) for p in paths]
             listed.append((sys.intern(pkg.binary_package), paths))
