@@ -170,7 +170,7 @@ def start_scan(
         if stat.S_ISDIR(st.st_mode):
             queue.append((top, st.st_dev))
         elif walker.wanted(top, skipped):
-            _classify(top, walker.prefix + top, *part)
+            _classify(top, walker.prefix + top, part)
     n = jobs if jobs is not None else (os.cpu_count() or 1)
     while queue and (n <= 1 or len(queue) < PARALLEL_MIN_DIRS):
         queue.extend(walker.directory(*queue.pop(0), part))
@@ -252,21 +252,25 @@ class _Walker:
             return []
         subdirs: list[tuple[str, int]] = []
         base = rel.rstrip("/") + "/"
+        exclude = self.exclude
         try:
             with os.scandir(dfd) as it:
                 entries = list(it)
+            # Hot loop (every file of the trees): files first, as most entries are.
             for e in entries:
-                path = base + e.name
+                name = e.name
                 try:
-                    if e.is_dir(follow_symlinks=False):
+                    if e.is_file(follow_symlinks=False):
+                        if not exclude or self.wanted(base + name, skipped):
+                            _classify(base + name, name, part, dfd)
+                    elif e.is_dir(follow_symlinks=False):
                         if e.stat(follow_symlinks=False).st_dev != dev:
-                            skipped.append(Skipped(path, "another file system is mounted here; not scanned"))
+                            why = "another file system is mounted here; not scanned"
+                            skipped.append(Skipped(base + name, why))
                         else:
-                            subdirs.append((path, dev))
-                    elif e.is_file(follow_symlinks=False) and self.wanted(path, skipped):
-                        _classify(path, e.name, *part, dir_fd=dfd)
+                            subdirs.append((base + name, dev))
                 except OSError as exc:
-                    skipped.append(Skipped(path, f"cannot stat: {exc.strerror}", True))
+                    skipped.append(Skipped(base + name, f"cannot stat: {exc.strerror}", True))
         except OSError as exc:
             skipped.append(Skipped(rel, f"cannot read directory: {exc.strerror}", True))
         finally:
@@ -287,21 +291,14 @@ class _Walker:
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def _classify(
-    rel: str,
-    name: str,
-    objects: list[ElfFile],
-    scripts: list[Script],
-    skipped: list[Skipped],
-    others: list[str],
-    dir_fd: int | None = None,
-) -> None:
+def _classify(rel: str, name: str, part: _Part, dir_fd: int | None = None) -> None:
     """Open one file the walk saw as regular (O_NOFOLLOW/O_NONBLOCK guard a swap).
 
     Three system calls for most files (open relative to its directory, pread,
     close); a FIFO swapped in fails the pread, and read_elf_fd and the #! branch
     check the type themselves.
     """
+    objects, scripts, skipped, others = part
     try:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
