@@ -258,19 +258,19 @@ class _Walker:
                 entries = list(it)
             # Hot loop (every file of the trees): files first, as most entries are.
             for e in entries:
-                name = e.name
+                path = base + e.name
                 try:
                     if e.is_file(follow_symlinks=False):
-                        if not exclude or self.wanted(base + name, skipped):
-                            _classify(base + name, name, part, dfd)
+                        if not exclude or self.wanted(path, skipped):
+                            _classify(path, e.name, part, dfd)
                     elif e.is_dir(follow_symlinks=False):
                         if e.stat(follow_symlinks=False).st_dev != dev:
                             why = "another file system is mounted here; not scanned"
-                            skipped.append(Skipped(base + name, why))
+                            skipped.append(Skipped(path, why))
                         else:
-                            subdirs.append((base + name, dev))
+                            subdirs.append((path, dev))
                 except OSError as exc:
-                    skipped.append(Skipped(base + name, f"cannot stat: {exc.strerror}", True))
+                    skipped.append(Skipped(path, f"cannot stat: {exc.strerror}", True))
         except OSError as exc:
             skipped.append(Skipped(rel, f"cannot read directory: {exc.strerror}", True))
         finally:
