@@ -94,3 +94,65 @@ def test_damaged_lists_are_warnings_naming_the_file(
     assert sorted(w.split(":")[0] for w in index.warnings) == sorted(
         f"/var/lib/apt/lists/{n}_Packages{suffix}" for n in ("garbage", "truncated")
     ), index.warnings
+
+
+#: A list with what real lists may hold and a naive reader gets wrong: blank lines
+#: before the first stanza and several between stanzas, field names in any case,
+#: continuation lines that look like fields, unwanted stanzas with flags, spaces
+#: around values, and no newline at the end.
+AWKWARD = (
+    b"\n\n"
+    b"Package: libfoo1\nVersion: 1.0-1\nArchitecture: amd64\nPriority: required\n"
+    b"Description: foo\n Essential: yes\n Important: yes\n\n\n\n"
+    b"Package: bar  \nessential: Yes\nARCHITECTURE: all\nversion: 2:3\nProtected: yes\n\n"
+    b"Package: unwanted\nEssential: yes\nVersion: 1\nArchitecture: amd64\n\n"
+    b"Package: baz\nArchitecture: amd64\nVersion: 4\nImportant: no\nPriority:   optional  \n\n"
+    b"Package: libfoo1\nVersion: 1.1-1\nArchitecture: i386\nImportant: yes"
+)
+
+
+def apt_records(data: bytes, path: Path, wanted: frozenset[str]) -> list[object]:
+    """The records as apt's own deb822 parser (python-apt's TagFile) reads the list."""
+    apt_pkg = pytest.importorskip("apt_pkg")
+    from depmin.debian.archive import ArchiveRecord
+
+    path.write_bytes(data)
+
+    def flag(v: str | None) -> bool | None:
+        return None if v is None else v.strip().lower() == "yes"
+
+    out: list[object] = []
+    with apt_pkg.TagFile(str(path)) as tags:
+        for s in tags:
+            if s.get("Package") not in wanted:
+                continue
+            out.append(ArchiveRecord(
+                s["Package"], s.get("Architecture", ""), s.get("Version", ""), s.get("Priority"),
+                flag(s.get("Essential")), flag(s.get("Important")), flag(s.get("Protected")),
+            ))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 1 << 20])
+def test_stanzas_read_as_apt_reads_them_whatever_the_chunk_size(
+    tmp_path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import depmin.debian.archive as archive
+
+    monkeypatch.setattr(archive, "_CHUNK", chunk)
+    wanted = frozenset({"libfoo1", "bar", "baz"})
+    lists = tmp_path / "root/var/lib/apt/lists"
+    lists.mkdir(parents=True)
+    (lists / "x_Packages").write_bytes(AWKWARD)
+    got = load_archive_index(Root(str(tmp_path / "root")), wanted)
+    expected = apt_records(AWKWARD, tmp_path / "oracle", wanted)
+    assert len(expected) == 4 and not got.warnings
+    assert list(got.records) == expected
+
+
+def test_the_real_lists_read_as_apt_reads_them(tmp_path: Path, wanted: frozenset[str]) -> None:
+    got = load_archive_index(root_with(tmp_path / "plain", "", None), wanted)
+    expected: list[object] = []
+    for i, src in enumerate(sorted(LISTS, key=base_name)):  # apt's order: by file name
+        expected += apt_records(plain_bytes(src), tmp_path / f"oracle{i}", wanted)
+    assert expected and list(got.records) == expected
