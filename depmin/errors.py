@@ -49,6 +49,10 @@ class RootError(DepminError):
     """A path cannot be resolved inside the root (link loop, too many links)."""
 
 
+class ScanError(DepminError):
+    """The scan itself failed, not one of its files (a worker process died)."""
+
+
 class CacheError(DepminError):
     """``ld.so.cache`` is malformed; ld.so would ignore it, depmin reports it."""
 

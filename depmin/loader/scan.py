@@ -13,11 +13,14 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import pickle
+import signal
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
-from depmin.errors import ElfError, RootError
+from depmin.errors import ElfError, RootError, ScanError
 from depmin.loader.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.rootfs import Root
 
@@ -174,35 +177,144 @@ def start_scan(
     n = jobs if jobs is not None else (os.cpu_count() or 1)
     while queue and (n <= 1 or len(queue) < PARALLEL_MIN_DIRS):
         queue.extend(walker.directory(*queue.pop(0), part))
-    if not queue:
-        return ScanJob(tops, [], [_sorted(part, keep_others)])
-    try:
-        import multiprocessing
-
-        pool = multiprocessing.get_context("fork").Pool(n)
-    except (OSError, ImportError, ValueError):
+    workers = _Workers.start(walker, queue, n) if queue else None
+    if workers is None:
         while queue:
             queue.extend(walker.directory(*queue.pop(0), part))
         return ScanJob(tops, [], [_sorted(part, keep_others)])
-    async_result = pool.starmap_async(walker.subtree, queue, chunksize=1)
 
     def finish() -> list[_Part]:
-        try:
-            parts = async_result.get()
-        finally:
-            pool.close()
-            pool.join()
         merged: _Part = part
-        for p in parts:
+        for p in workers.results():
             for mine, theirs in zip(merged, p):
                 mine.extend(theirs)  # type: ignore[attr-defined]
         return [_sorted(merged, keep_others)]
 
-    def cancel() -> None:
-        pool.terminate()
-        pool.join()
+    return ScanJob(tops, [], None, finish, workers.cancel)
 
-    return ScanJob(tops, [], None, finish, cancel)
+
+class _Workers:
+    """Forked processes that walk subtrees, handing out the subtrees as they ask.
+
+    A bare ``fork`` and pipes rather than multiprocessing, whose import and
+    threads cost more than the files of a small tree: the subtrees are numbered
+    before the fork, every number is written to one pipe that all workers read
+    four bytes at a time (reads of whole records from a pipe are atomic, so each
+    subtree goes to exactly one worker, the next to whichever is free), and each
+    worker pickles its part to its own pipe and exits.
+    """
+
+    def __init__(self, pids: list[int], fds: list[int]) -> None:
+        self._pids, self._fds = pids, fds
+
+    @classmethod
+    def start(cls, walker: _Walker, queue: list[tuple[str, int]], n: int) -> _Workers | None:
+        """None where this system cannot fork (the caller walks the trees itself)."""
+        if not hasattr(os, "fork") or n <= 1:
+            return None
+        per = -(-len(queue) // _MAX_TASKS)  # subtrees per task: the numbers fit in the pipe
+        tasks = [queue[i : i + per] for i in range(0, len(queue), per)]
+        n = min(n, len(tasks))
+        pids: list[int] = []
+        fds: list[int] = []
+        try:
+            task_r, task_w = os.pipe()
+            try:
+                os.write(task_w, b"".join(i.to_bytes(4, "little") for i in range(len(tasks))))
+            finally:
+                os.close(task_w)
+            try:
+                for _ in range(n):
+                    out_r, out_w = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:  # the worker: never returns
+                        os.close(out_r)
+                        for fd in fds:
+                            os.close(fd)
+                        _work(walker, tasks, task_r, out_w)
+                    os.close(out_w)
+                    pids.append(pid)
+                    fds.append(out_r)
+            finally:
+                os.close(task_r)
+        except OSError:
+            cls(pids, fds).cancel()
+            return None
+        return cls(pids, fds)
+
+    def results(self) -> list[_Part]:
+        """Every worker's part; a worker's own exception is raised here."""
+        parts: list[_Part] = []
+        failure: BaseException | None = None
+        try:
+            for pid, fd in zip(self._pids, self._fds):
+                chunks: list[bytes] = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                _, status = os.waitpid(pid, 0)
+                try:
+                    ok, value = pickle.loads(b"".join(chunks))
+                except Exception:  # nothing or a torn payload: the worker died
+                    why = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else (
+                        f"exit status {os.waitstatus_to_exitcode(status)}"
+                    )
+                    failure = failure or ScanError(f"a scan worker process died ({why})")
+                    continue
+                if ok:
+                    parts.append(value)
+                else:
+                    failure = failure or value
+        finally:
+            for fd in self._fds:
+                os.close(fd)
+            self._pids, self._fds = [], []
+        if failure is not None:
+            raise failure
+        return parts
+
+    def cancel(self) -> None:
+        for pid in self._pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        for fd in self._fds:
+            os.close(fd)
+        self._pids, self._fds = [], []
+
+
+#: At most this many task numbers (4 bytes each) go to the pipe: well under the
+#: 64 KiB a Linux pipe holds, so they are written before any worker starts.
+_MAX_TASKS = 4096
+
+
+def _work(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int, out_w: int) -> NoReturn:
+    """A worker's whole life: subtrees until the task pipe is empty, then its part."""
+    code = 0
+    try:
+        try:
+            part: _Part = ([], [], [], [])
+            while record := os.read(task_r, 4):
+                for rel, dev in tasks[int.from_bytes(record, "little")]:
+                    stack = [(rel, dev)]
+                    while stack:
+                        stack.extend(walker.directory(*stack.pop(), part))
+            if not walker.keep_others:
+                part[3].clear()
+            payload = pickle.dumps((True, part), pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:  # handed to the parent, which raises it
+            try:
+                payload = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                payload = pickle.dumps((False, ScanError(f"scan worker failed: {exc!r}")))
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(out_w, view) :]
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
 
 
 _Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
@@ -228,7 +340,7 @@ def _sorted(part: _Part, keep_others: bool) -> _Part:
 
 @dataclass(frozen=True)
 class _Walker:
-    """Walks directories and classifies their files; pickled to the worker processes."""
+    """Walks directories and classifies their files (in this process or a forked worker)."""
 
     prefix: str  # the root's host path, without the trailing slash
     exclude: tuple[str, ...]
@@ -276,16 +388,6 @@ class _Walker:
         finally:
             os.close(dfd)
         return subdirs
-
-    def subtree(self, rel: str, dev: int) -> _Part:
-        """A worker's task: a whole subtree."""
-        part: _Part = ([], [], [], [])
-        stack = [(rel, dev)]
-        while stack:
-            stack.extend(self.directory(*stack.pop(), part))
-        if not self.keep_others:
-            part[3].clear()
-        return part
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -1,0 +1,130 @@
+"""The scan's worker processes give the answer one process gives, and fail loudly.
+
+The oracle is the same scan run in this process alone (``jobs=1``); the trees are
+this machine's CPython trees (or /usr/lib/python3) and a made tree with enough
+directories to go to the workers.  A worker's exception, a worker killed, and a
+cancelled scan are each checked for what the caller sees and for what is left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+import depmin.loader.scan as scan_mod
+from depmin.errors import ScanError
+from depmin.loader.scan import PARALLEL_MIN_DIRS, ScanResult, scan, start_scan
+from depmin.rootfs import Root
+from tests.oracles import pyenv_versions
+
+
+def made_tree(top: Path, dirs: int = 3 * PARALLEL_MIN_DIRS) -> Path:
+    """Directories in two levels, each with an ELF object, a script and data."""
+    for i in range(dirs):
+        d = top / f"d{i % 7}" / f"sub{i}"
+        d.mkdir(parents=True)
+        shutil.copy2("/usr/bin/true", d / "prog")
+        (d / "run").write_text("#!/bin/sh\nexit 0\n")
+        (d / "run").chmod(0o755)
+        (d / "data.txt").write_text("x" * i)
+        (d / "odd \n name").write_bytes(b"\x7fELF")  # too short: a skipped problem
+    return top
+
+
+def same(a: ScanResult, b: ScanResult) -> None:
+    assert a.trees == b.trees
+    assert [o.path for o in a.objects] == [o.path for o in b.objects]
+    assert a.objects == b.objects
+    assert a.scripts == b.scripts
+    assert a.skipped == b.skipped
+    assert a.others == b.others
+
+
+def test_made_tree_is_the_same_with_any_number_of_workers(tmp_path: Path) -> None:
+    made_tree(tmp_path / "t")
+    root = Root(str(tmp_path))
+    one = scan(root, ["/t"], jobs=1)
+    assert len(one.objects) == 3 * PARALLEL_MIN_DIRS and len(one.scripts) == 3 * PARALLEL_MIN_DIRS
+    assert len([s for s in one.skipped if s.problem]) == 3 * PARALLEL_MIN_DIRS
+    for jobs in (2, 3, 8):
+        same(scan(root, ["/t"], jobs=jobs), one)
+
+
+@pytest.mark.parametrize("tree", [str(p) for p in pyenv_versions()[:2]] or ["/usr/lib/python3"])
+def test_real_trees_are_the_same_with_any_number_of_workers(tree: str) -> None:
+    root = Root("/")
+    one = scan(root, [tree], jobs=1)
+    assert one.objects
+    for jobs in (2, 4):
+        same(scan(root, [tree], jobs=jobs), one)
+
+
+def _fail_in_workers(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    """Make ``_classify`` misbehave in forked workers only (this process is the parent)."""
+    parent = os.getpid()
+    real = scan_mod._classify
+
+    class Unpicklable(Exception):
+        def __init__(self) -> None:
+            super().__init__("cannot travel")
+            self.hook = lambda: None
+
+    def classify(rel: str, name: str, part: object, dir_fd: int | None = None) -> None:
+        if os.getpid() != parent and name == "prog":
+            if action == "raise":
+                raise ZeroDivisionError(f"injected at {rel}")
+            if action == "unpicklable":
+                raise Unpicklable()
+            os.kill(os.getpid(), signal.SIGKILL)
+        real(rel, name, part, dir_fd)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_mod, "_classify", classify)
+
+
+def no_children_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_a_workers_exception_is_raised_in_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made_tree(tmp_path / "t")
+    _fail_in_workers(monkeypatch, "raise")
+    with pytest.raises(ZeroDivisionError, match="injected at /t/d"):
+        scan(Root(str(tmp_path)), ["/t"], jobs=2)
+    assert no_children_left()
+
+
+def test_an_exception_that_cannot_be_pickled_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made_tree(tmp_path / "t")
+    _fail_in_workers(monkeypatch, "unpicklable")
+    with pytest.raises(ScanError, match="scan worker failed: .*cannot travel"):
+        scan(Root(str(tmp_path)), ["/t"], jobs=2)
+    assert no_children_left()
+
+
+def test_a_killed_worker_is_an_error_naming_the_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made_tree(tmp_path / "t")
+    _fail_in_workers(monkeypatch, "kill")
+    with pytest.raises(ScanError, match=r"a scan worker process died \(killed by signal 9\)"):
+        scan(Root(str(tmp_path)), ["/t"], jobs=2)
+    assert no_children_left()
+
+
+def test_a_cancelled_scan_leaves_no_process(tmp_path: Path) -> None:
+    made_tree(tmp_path / "t")
+    job = start_scan(Root(str(tmp_path)), ["/t"], jobs=2)
+    assert job.running
+    job.cancel()
+    assert not job.running and no_children_left()
+    assert job.result().objects == ()  # the part this process walked is dropped too
