@@ -133,3 +133,35 @@ def test_70_internal(image: Path) -> None:
     assert p.returncode == EXIT_INTERNAL
     assert "Traceback" in p.stderr
     assert p.stderr.endswith("depmin: internal error: ZeroDivisionError('injected') (please report this)\n")
+
+
+def test_a_command_runs_without_the_cycle_collector_and_restores_it(
+    image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process (a library caller, a test), the collector is on again after any outcome."""
+    import gc
+
+    from click.testing import CliRunner
+
+    import depmin.api as api
+    from depmin.cli import main
+
+    seen: list[bool] = []
+    real = api.start_scan
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "start_scan", spy)
+    assert gc.isenabled()
+    ok = CliRunner().invoke(main, ["keep", "--root", str(image)])
+    assert ok.exit_code == 0 and seen == [False] and gc.isenabled()
+    bad = CliRunner().invoke(main, ["keep", "--root", str(image), "--baseline", "-y"])
+    assert bad.exit_code == errors.EXIT_USAGE and gc.isenabled()
+    gc.disable()
+    try:  # a caller that had it off keeps it off
+        CliRunner().invoke(main, ["keep", "--root", str(image)])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
