@@ -128,3 +128,24 @@ def test_a_cancelled_scan_leaves_no_process(tmp_path: Path) -> None:
     job.cancel()
     assert not job.running and no_children_left()
     assert job.result().objects == ()  # the part this process walked is dropped too
+
+
+def test_a_failure_in_this_process_share_stops_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This process walks what is left when it asks for the result; if that fails, no worker
+    is left behind."""
+    made_tree(tmp_path / "t", dirs=40 * PARALLEL_MIN_DIRS)
+    parent = os.getpid()
+    real = scan_mod._classify
+
+    def classify(rel: str, name: str, part: object, dir_fd: int | None = None) -> None:
+        if os.getpid() == parent and name == "prog":
+            raise KeyboardInterrupt
+        real(rel, name, part, dir_fd)  # type: ignore[arg-type]
+
+    job = start_scan(Root(str(tmp_path)), ["/t"], jobs=2)
+    monkeypatch.setattr(scan_mod, "_classify", classify)  # after the fork: this process only
+    with pytest.raises(KeyboardInterrupt):
+        job.result()
+    assert no_children_left()

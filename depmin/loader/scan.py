@@ -185,7 +185,7 @@ def start_scan(
 
     def finish() -> list[_Part]:
         merged: _Part = part
-        for p in workers.results():
+        for p in workers.results(walker, part):
             for mine, theirs in zip(merged, p):
                 mine.extend(theirs)  # type: ignore[attr-defined]
         return [_sorted(merged, keep_others)]
@@ -198,14 +198,18 @@ class _Workers:
 
     A bare ``fork`` and pipes rather than multiprocessing, whose import and
     threads cost more than the files of a small tree: the subtrees are numbered
-    before the fork, every number is written to one pipe that all workers read
+    before the fork, every number is written to one pipe that the workers read
     four bytes at a time (reads of whole records from a pipe are atomic, so each
-    subtree goes to exactly one worker, the next to whichever is free), and each
-    worker pickles its part to its own pipe and exits.
+    subtree goes to exactly one reader, the next to whichever is free), and each
+    worker pickles its part to its own pipe and exits.  This process reads the
+    same pipe when it asks for the result, so it walks what is left instead of
+    waiting.
     """
 
-    def __init__(self, pids: list[int], fds: list[int]) -> None:
-        self._pids, self._fds = pids, fds
+    def __init__(
+        self, pids: list[int], fds: list[int], tasks: list[list[tuple[str, int]]], task_r: int
+    ) -> None:
+        self._pids, self._fds, self._tasks, self._task_r = pids, fds, tasks, task_r
 
     @classmethod
     def start(cls, walker: _Walker, queue: list[tuple[str, int]], n: int) -> _Workers | None:
@@ -214,38 +218,46 @@ class _Workers:
             return None
         per = -(-len(queue) // _MAX_TASKS)  # subtrees per task: the numbers fit in the pipe
         tasks = [queue[i : i + per] for i in range(0, len(queue), per)]
-        n = min(n, len(tasks))
         pids: list[int] = []
         fds: list[int] = []
+        task_r = -1
         try:
             task_r, task_w = os.pipe()
             try:
                 os.write(task_w, b"".join(i.to_bytes(4, "little") for i in range(len(tasks))))
             finally:
                 os.close(task_w)
-            try:
-                for _ in range(n):
-                    out_r, out_w = os.pipe()
-                    pid = os.fork()
-                    if pid == 0:  # the worker: never returns
-                        os.close(out_r)
-                        for fd in fds:
-                            os.close(fd)
-                        _work(walker, tasks, task_r, out_w)
-                    os.close(out_w)
-                    pids.append(pid)
-                    fds.append(out_r)
-            finally:
-                os.close(task_r)
+            # This process is a reader too: one fewer worker than cores.
+            for _ in range(min(n - 1, len(tasks))):
+                out_r, out_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    os.close(out_r)
+                    for fd in fds:
+                        os.close(fd)
+                    _work(walker, tasks, task_r, out_w)
+                os.close(out_w)
+                pids.append(pid)
+                fds.append(out_r)
         except OSError:
-            cls(pids, fds).cancel()
+            if task_r >= 0:
+                os.close(task_r)
+            cls(pids, fds, [], -1).cancel()
             return None
-        return cls(pids, fds)
+        return cls(pids, fds, tasks, task_r)
 
-    def results(self) -> list[_Part]:
-        """Every worker's part; a worker's own exception is raised here."""
+    def results(self, walker: _Walker, part: _Part) -> list[_Part]:
+        """Walk what no worker has taken yet into ``part``, then every worker's part.
+
+        A worker's own exception is raised here.
+        """
         parts: list[_Part] = []
         failure: BaseException | None = None
+        try:
+            _take_tasks(walker, self._tasks, self._task_r, part)
+        except BaseException:
+            self.cancel()
+            raise
         try:
             for pid, fd in zip(self._pids, self._fds):
                 chunks: list[bytes] = []
@@ -265,9 +277,7 @@ class _Workers:
                 else:
                     failure = failure or value
         finally:
-            for fd in self._fds:
-                os.close(fd)
-            self._pids, self._fds = [], []
+            self._close()
         if failure is not None:
             raise failure
         return parts
@@ -279,9 +289,23 @@ class _Workers:
                 os.waitpid(pid, 0)
             except OSError:
                 pass
+        self._close()
+
+    def _close(self) -> None:
         for fd in self._fds:
             os.close(fd)
-        self._pids, self._fds = [], []
+        if self._task_r >= 0:
+            os.close(self._task_r)
+        self._pids, self._fds, self._task_r = [], [], -1
+
+
+def _take_tasks(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int, part: _Part) -> None:
+    """Walk subtrees into ``part`` for as long as the task pipe has numbers."""
+    while record := os.read(task_r, 4):
+        for rel, dev in tasks[int.from_bytes(record, "little")]:
+            stack = [(rel, dev)]
+            while stack:
+                stack.extend(walker.directory(*stack.pop(), part))
 
 
 #: At most this many task numbers (4 bytes each) go to the pipe: well under the
@@ -295,11 +319,7 @@ def _work(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int, out_
     try:
         try:
             part: _Part = ([], [], [], [])
-            while record := os.read(task_r, 4):
-                for rel, dev in tasks[int.from_bytes(record, "little")]:
-                    stack = [(rel, dev)]
-                    while stack:
-                        stack.extend(walker.directory(*stack.pop(), part))
+            _take_tasks(walker, tasks, task_r, part)
             if not walker.keep_others:
                 part[3].clear()
             payload = pickle.dumps((True, part), pickle.HIGHEST_PROTOCOL)
