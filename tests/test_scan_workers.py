@@ -93,30 +93,20 @@ def no_children_left() -> bool:
     return False
 
 
-def test_a_workers_exception_is_raised_in_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    made_tree(tmp_path / "t")
-    _fail_in_workers(monkeypatch, "raise")
-    with pytest.raises(ZeroDivisionError, match="injected at /t/d"):
-        scan(Root(str(tmp_path)), ["/t"], jobs=2)
-    assert no_children_left()
-
-
-def test_an_exception_that_cannot_be_pickled_is_still_reported(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("action", "error", "match"),
+    [
+        ("raise", ZeroDivisionError, "injected at /t/d"),  # the worker's own exception
+        ("unpicklable", ScanError, "scan worker failed: .*cannot travel"),
+        ("kill", ScanError, r"a scan worker process died \(killed by signal 9\)"),
+    ],
+)
+def test_a_failing_worker_is_an_error_in_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str, error: type[BaseException], match: str
 ) -> None:
     made_tree(tmp_path / "t")
-    _fail_in_workers(monkeypatch, "unpicklable")
-    with pytest.raises(ScanError, match="scan worker failed: .*cannot travel"):
-        scan(Root(str(tmp_path)), ["/t"], jobs=2)
-    assert no_children_left()
-
-
-def test_a_killed_worker_is_an_error_naming_the_signal(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    made_tree(tmp_path / "t")
-    _fail_in_workers(monkeypatch, "kill")
-    with pytest.raises(ScanError, match=r"a scan worker process died \(killed by signal 9\)"):
+    _fail_in_workers(monkeypatch, action)
+    with pytest.raises(error, match=match):
         scan(Root(str(tmp_path)), ["/t"], jobs=2)
     assert no_children_left()
 

@@ -185,7 +185,7 @@ def start_scan(
 
     def finish() -> list[_Part]:
         merged: _Part = part
-        for p in workers.results(walker, part):
+        for p in workers.results(part):
             for mine, theirs in zip(merged, p):
                 mine.extend(theirs)  # type: ignore[attr-defined]
         return [_sorted(merged, keep_others)]
@@ -207,9 +207,14 @@ class _Workers:
     """
 
     def __init__(
-        self, pids: list[int], fds: list[int], tasks: list[list[tuple[str, int]]], task_r: int
+        self,
+        walker: _Walker,
+        pids: list[int],
+        fds: list[int],
+        tasks: list[list[tuple[str, int]]],
+        task_r: int,
     ) -> None:
-        self._pids, self._fds, self._tasks, self._task_r = pids, fds, tasks, task_r
+        self._walker, self._pids, self._fds, self._tasks, self._task_r = walker, pids, fds, tasks, task_r
 
     @classmethod
     def start(cls, walker: _Walker, queue: list[tuple[str, int]], n: int) -> _Workers | None:
@@ -242,11 +247,11 @@ class _Workers:
         except OSError:
             if task_r >= 0:
                 os.close(task_r)
-            cls(pids, fds, [], -1).cancel()
+            cls(walker, pids, fds, [], -1).cancel()
             return None
-        return cls(pids, fds, tasks, task_r)
+        return cls(walker, pids, fds, tasks, task_r)
 
-    def results(self, walker: _Walker, part: _Part) -> list[_Part]:
+    def results(self, part: _Part) -> list[_Part]:
         """Walk what no worker has taken yet into ``part``, then every worker's part.
 
         A worker's own exception is raised here.
@@ -254,7 +259,7 @@ class _Workers:
         parts: list[_Part] = []
         failure: BaseException | None = None
         try:
-            _take_tasks(walker, self._tasks, self._task_r, part)
+            _take_tasks(self._walker, self._tasks, self._task_r, part)
         except BaseException:
             self.cancel()
             raise
