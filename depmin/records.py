@@ -103,6 +103,7 @@ def _init(cls: type, fields: dict[str, Field], frozen: bool) -> Callable[..., No
             else:
                 params.append(f.name)
         if f.default_factory is not MISSING:
+            env[f"_f_{f.name}"] = f.default_factory
             value = f"_f_{f.name}() if {f.name} is MISSING else {f.name}" if f.init else f"_f_{f.name}()"
         elif f.init:
             value = f.name

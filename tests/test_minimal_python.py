@@ -48,6 +48,7 @@ def declare(dc: Any) -> dict[str, type]:
     class Mutable:
         items: list[int] = dc.field(default_factory=list)
         derived: int = dc.field(init=False, default=0)
+        cache: dict[str, int] = dc.field(default_factory=dict, init=False, repr=False, compare=False)
 
         def __post_init__(self) -> None:
             self.derived = len(self.items)
@@ -73,6 +74,8 @@ def behaviour(dc: Any) -> list[Any]:
     m = c["Mutable"]([1, 2])
     m.items.append(3)
     out += [repr(m), m.derived, c["Mutable"]().items == [], c["Mutable"]().items is not c["Mutable"]().items]
+    m.cache["k"] = 1
+    out += [m.cache, c["Mutable"]([1, 2, 3]) == m, c["Mutable"]().cache is not c["Mutable"]().cache]
     try:
         hash(m)
         out.append("hashable")
