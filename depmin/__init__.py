@@ -26,7 +26,9 @@ The steps underneath, for callers that stop anywhere or bring their own input:
   :meth:`Resolver.load` → :class:`LoadResult`.
 - :func:`scan_trees` → :class:`ScanResult`; :func:`find_needs` → :class:`Analysis`;
 - :func:`load_dpkg_database` → :class:`DpkgDatabase`; :func:`find_requirements` →
-  :class:`Requirements`; :func:`load_package_state` → :class:`PackageState`;
+  :class:`Requirements`; :func:`load_package_state` → :class:`PackageState`
+  (:func:`start_package_state` → :class:`PackageStateJob`: the package lists read by
+  a child process while this one resolves);
 - :func:`make_plan` → :class:`Plan`; :func:`mark_and_sweep` → :class:`Marking` is apt's
   autoremove as a pure function, over :class:`PackageGraph` and :class:`Policy`.
 
@@ -48,10 +50,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _API = (
-    "Applied", "ApplyCheck", "KeepList", "LddRun", "PackageState", "PlanRun", "RunOptions",
-    "Scanned", "Snapshot", "analyse_trees", "apply", "check_apply", "find_needs",
+    "Applied", "ApplyCheck", "KeepList", "LddRun", "PackageState", "PackageStateJob", "PlanRun",
+    "RunOptions", "Scanned", "Snapshot", "analyse_trees", "apply", "check_apply", "find_needs",
     "find_requirements", "keep_list", "ldd", "load_package_state", "plan_run", "scan_trees",
-    "snapshot", "verify",
+    "snapshot", "start_package_state", "verify",
 )  # fmt: skip
 
 #: Public name -> module that defines it.  Imported on first use (PEP 562) so that
@@ -95,6 +97,7 @@ __all__ = [
     "Marking",
     "PackageGraph",
     "PackageState",
+    "PackageStateJob",
     "Plan",
     "PlanRun",
     "Policy",
@@ -121,6 +124,7 @@ __all__ = [
     "read_elf_path",
     "scan_trees",
     "snapshot",
+    "start_package_state",
     "verify",
 ]
 
@@ -145,6 +149,7 @@ if TYPE_CHECKING:
         KeepList,
         LddRun,
         PackageState,
+        PackageStateJob,
         PlanRun,
         RunOptions,
         Scanned,
@@ -160,6 +165,7 @@ if TYPE_CHECKING:
         plan_run,
         scan_trees,
         snapshot,
+        start_package_state,
         verify,
     )
     from depmin.debian.autoremove import Marking, mark_and_sweep

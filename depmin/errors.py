@@ -49,7 +49,11 @@ class RootError(DepminError):
     """A path cannot be resolved inside the root (link loop, too many links)."""
 
 
-class ScanError(DepminError):
+class WorkerError(DepminError):
+    """A worker process died or its answer could not travel back (not the work's own error)."""
+
+
+class ScanError(WorkerError):
     """The scan itself failed, not one of its files (a worker process died)."""
 
 

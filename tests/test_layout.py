@@ -19,8 +19,8 @@ PKG = Path(depmin.__file__).parent
 
 #: Where each part may import from (besides itself and the standard library).
 ALLOWED = {
-    "loader": {"depmin.errors", "depmin.rootfs", "depmin.words"},
-    "debian": {"depmin.errors", "depmin.rootfs", "depmin.words"},
+    "loader": {"depmin.errors", "depmin.forked", "depmin.rootfs", "depmin.words"},
+    "debian": {"depmin.errors", "depmin.forked", "depmin.rootfs", "depmin.words"},
 }
 
 

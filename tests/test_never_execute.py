@@ -27,9 +27,12 @@ from depmin.rootfs import Root
 from tests.oracles import gcc
 from tests.test_apply_safety import build_image_root, run_cli
 
+#: Every way of running a program.  A bare fork runs none: depmin's worker processes
+#: (depmin.forked) inherit these guards, and what a guard raises in one comes back
+#: to the caller (test_a_forked_worker_is_guarded_too).
 SPAWNERS = [
     "execv", "execve", "execl", "execle", "execlp", "execlpe", "execvp", "execvpe",
-    "posix_spawn", "posix_spawnp", "fork", "forkpty", "system", "popen",
+    "posix_spawn", "posix_spawnp", "forkpty", "system", "popen",
     "spawnv", "spawnve", "spawnvp", "spawnvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe",
 ]  # fmt: skip
 
@@ -118,6 +121,14 @@ def test_the_guard_catches_processes_and_dlopen(no_processes: list[str]) -> None
     with pytest.raises(Started):
         ctypes.CDLL("libc.so.6")
     assert len(no_processes) == 3
+
+
+def test_a_forked_worker_is_guarded_too(no_processes: list[str]) -> None:
+    from depmin.forked import Forked
+
+    for start in (lambda: subprocess.run(["true"]), lambda: os.execv("/bin/true", ["true"])):
+        with pytest.raises(Started):
+            Forked.start(start, "test worker").result()
 
 
 def test_scanning_and_resolving_start_no_process(tree: tuple[Path, Path], no_processes: list[str]) -> None:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
-import pickle
-import signal
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
+from depmin import forked
 from depmin.errors import ElfError, RootError, ScanError
 from depmin.loader.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.rootfs import Root
@@ -219,7 +218,7 @@ class _Workers:
     @classmethod
     def start(cls, walker: _Walker, queue: list[tuple[str, int]], n: int) -> _Workers | None:
         """None where this system cannot fork (the caller walks the trees itself)."""
-        if not hasattr(os, "fork") or n <= 1:
+        if not forked.can_fork() or n <= 1:
             return None
         per = -(-len(queue) // _MAX_TASKS)  # subtrees per task: the numbers fit in the pipe
         tasks = [queue[i : i + per] for i in range(0, len(queue), per)]
@@ -265,21 +264,11 @@ class _Workers:
             raise
         try:
             for pid, fd in zip(self._pids, self._fds):
-                chunks: list[bytes] = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                _, status = os.waitpid(pid, 0)
-                try:
-                    ok, value = pickle.loads(b"".join(chunks))
-                except Exception:  # nothing or a torn payload: the worker died
-                    why = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else (
-                        f"exit status {os.waitstatus_to_exitcode(status)}"
-                    )
-                    failure = failure or ScanError(f"a scan worker process died ({why})")
-                    continue
+                ok, value = forked.receive(pid, fd, "scan worker", ScanError)
                 if ok:
-                    parts.append(value)
+                    parts.append(value)  # type: ignore[arg-type]
                 else:
+                    assert isinstance(value, BaseException)
                     failure = failure or value
         finally:
             self._close()
@@ -289,11 +278,7 @@ class _Workers:
 
     def cancel(self) -> None:
         for pid in self._pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            forked.kill(pid)
         self._close()
 
     def _close(self) -> None:
@@ -320,26 +305,15 @@ _MAX_TASKS = 4096
 
 def _work(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int, out_w: int) -> NoReturn:
     """A worker's whole life: subtrees until the task pipe is empty, then its part."""
-    code = 0
-    try:
-        try:
-            part: _Part = ([], [], [], [])
-            _take_tasks(walker, tasks, task_r, part)
-            if not walker.keep_others:
-                part[3].clear()
-            payload = pickle.dumps((True, part), pickle.HIGHEST_PROTOCOL)
-        except BaseException as exc:  # handed to the parent, which raises it
-            try:
-                payload = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
-            except Exception:
-                payload = pickle.dumps((False, ScanError(f"scan worker failed: {exc!r}")))
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(out_w, view) :]
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+
+    def walk() -> _Part:
+        part: _Part = ([], [], [], [])
+        _take_tasks(walker, tasks, task_r, part)
+        if not walker.keep_others:
+            part[3].clear()
+        return part
+
+    forked.child_main(walk, out_w, "scan worker", ScanError)
 
 
 _Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]

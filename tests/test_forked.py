@@ -1,0 +1,99 @@
+"""Work in a forked child: its value, its exception or its death reach the caller, and
+no child outlives the run.  The package state read in a child equals the one read here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from depmin.api import load_package_state, start_package_state
+from depmin.errors import DpkgError, WorkerError
+from depmin.forked import Forked
+from depmin.rootfs import Root
+
+
+def children() -> set[int]:
+    """This process's live children, as the kernel lists them."""
+    me = os.getpid()
+    with open(f"/proc/{me}/task/{me}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def test_the_value_is_computed_in_another_process() -> None:
+    job = Forked.start(lambda: (os.getpid(), os.nice(0), [1, "two"]), "test task")
+    assert job.running
+    pid, niceness, value = job.result()
+    assert pid != os.getpid() and niceness == os.nice(0) and value == [1, "two"]
+    assert not job.running and job.result()[0] == pid  # kept, not asked again
+
+
+def test_nice_lowers_only_the_child() -> None:
+    mine = os.nice(0)
+    got = Forked.start(lambda: os.nice(0), "test task", nice=5).result()
+    assert got == min(mine + 5, 19) and os.nice(0) == mine
+
+
+def fail() -> None:
+    raise DpkgError("broken on purpose", "/var/lib/dpkg/status")
+
+
+def unpicklable() -> object:
+    return lambda: None  # a lambda cannot be pickled
+
+
+def killed() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("task", "error", "message"),
+    [
+        (fail, DpkgError, "broken on purpose"),
+        (unpicklable, WorkerError, "test task failed: .*pickle"),
+        (killed, WorkerError, r"a test task process died \(killed by signal 9\)"),
+    ],
+)
+def test_what_goes_wrong_in_the_child_is_raised_here(task: object, error: type, message: str) -> None:
+    before = children()
+    job = Forked.start(task, "test task")  # type: ignore[arg-type]
+    with pytest.raises(error, match=message):
+        job.result()
+    assert children() == before
+
+
+def test_cancel_kills_and_reaps_the_child() -> None:
+    before = children()
+    job = Forked.start(lambda: time.sleep(60), "test task")
+    assert children() - before
+    job.cancel()
+    assert children() == before and not job.running
+    with pytest.raises(WorkerError, match="cancelled"):
+        job.result()
+
+
+def test_done_runs_here() -> None:
+    assert Forked.done(os.getpid).result() == os.getpid()
+    with pytest.raises(DpkgError):
+        Forked.done(fail).result()
+
+
+def test_the_package_state_read_in_a_child_is_the_one_read_here() -> None:
+    """On this machine's dpkg database and package lists: nodes, edges, policy, warnings."""
+    root = Root("/")
+    here = load_package_state(root)
+    job = start_package_state(root)
+    there = job.result()
+    assert there.graph.nodes == here.graph.nodes and there.graph.edges == here.graph.edges
+    assert (there.policy, there.warnings) == (here.policy, here.warnings)
+    assert sum(n.priority == "required" for n in there.graph.nodes.values()) > 10
+
+
+def test_a_cancelled_package_state_leaves_no_child() -> None:
+    before = children()
+    job = start_package_state(Root("/"))
+    job.cancel()
+    assert children() == before
