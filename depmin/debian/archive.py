@@ -19,7 +19,8 @@ import os
 import re
 import subprocess
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import IO
@@ -66,22 +67,28 @@ class ArchiveIndex:
         return cached
 
 
-_CHUNK = 1 << 20
+#: The first size of the buffer stanzas are read into and looked at in place; it
+#: grows only for a stanza longer than that (a list holds ~60,000 short ones).
+_CHUNK = 4 << 20
+
+#: Reads into a buffer, returns the byte count, 0 at the end (``RawIOBase.readinto``).
+_ReadInto = Callable[[memoryview], int]
 
 
-def _chunks(root: Root, resolved: str) -> Iterator[bytes]:
-    """The decompressed bytes of a list inside the root, 1 MiB at a time (~50 MB unpacked).
+@contextmanager
+def _reader(root: Root, resolved: str) -> Iterator[_ReadInto]:
+    """The decompressed bytes of a list inside the root (~50 MB unpacked), as ``readinto``.
 
     ``resolved`` is canonical (no link in it) and is opened only if it is a regular
     file, so neither a planted link nor a FIFO reaches the host or blocks the run.
     Decompression errors are OSErrors.
     """
     fd = root.open_regular(resolved)
-    raw = os.fdopen(fd, "rb")
+    raw = os.fdopen(fd, "rb", buffering=0)
     with raw:
         suffix = os.path.splitext(resolved)[1]
         if suffix == ".gz":
-            yield from _gunzip(raw)
+            yield _from_chunks(_gunzip(raw))
             return
         module = {".xz": "lzma", ".bz2": "bz2"}.get(suffix)
         if module is not None:
@@ -90,25 +97,50 @@ def _chunks(root: Root, resolved: str) -> Iterator[bytes]:
             except ImportError:  # python3-minimal: no lzma, no bz2
                 opener = None
             if opener is not None:
-                try:
-                    f = opener(raw)
-                    yield from iter(lambda: f.read(_CHUNK), b"")
-                except (EOFError, ValueError) as exc:
-                    raise OSError(f"corrupt {suffix} data: {exc}") from None
-                except Exception as exc:  # lzma.LZMAError, without importing lzma here
-                    raise OSError(f"corrupt {suffix} data: {exc}") from None
+                with opener(raw) as f:
+                    yield _guarded(f.readinto, suffix)
                 return
         if suffix in _TOOLS:
-            yield from _through_tool(raw, root.host(resolved), suffix)
+            with _through_tool(raw, root.host(resolved), suffix) as read:
+                yield read
             return
-        yield from iter(lambda: raw.read(_CHUNK), b"")
+        yield raw.readinto
+
+
+def _guarded(readinto: _ReadInto, suffix: str) -> _ReadInto:
+    def read(view: memoryview) -> int:
+        try:
+            return readinto(view)
+        except Exception as exc:  # EOFError, lzma.LZMAError (not imported here), OSError
+            raise OSError(f"corrupt {suffix} data: {exc}") from None
+
+    return read
+
+
+def _from_chunks(chunks: Iterator[bytes]) -> _ReadInto:
+    """``readinto`` over a stream of byte strings."""
+    pending = memoryview(b"")
+
+    def read(view: memoryview) -> int:
+        nonlocal pending
+        while not pending:
+            block = next(chunks, None)
+            if block is None:
+                return 0
+            pending = memoryview(block)
+        n = min(len(view), len(pending))
+        view[:n] = pending[:n]
+        pending = pending[n:]
+        return n
+
+    return read
 
 
 def _gunzip(raw: IO[bytes]) -> Iterator[bytes]:
     """gzip through zlib (built into every CPython), members one after another as gzip does."""
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        for block in iter(lambda: raw.read(_CHUNK), b""):
+        for block in iter(lambda: raw.read(1 << 20), b""):
             while block:
                 yield d.decompress(block)
                 block = d.unused_data
@@ -134,7 +166,8 @@ def _which(name: str) -> str | None:
     return None
 
 
-def _through_tool(raw: IO[bytes], host_path: str, suffix: str) -> Iterator[bytes]:
+@contextmanager
+def _through_tool(raw: IO[bytes], host_path: str, suffix: str) -> Iterator[_ReadInto]:
     """A decompressor program on stdin (xzcat, bzcat, lz4cat, zstdcat), else apt's helper."""
     name = _TOOLS[suffix]
     found = _which(name)
@@ -146,38 +179,19 @@ def _through_tool(raw: IO[bytes], host_path: str, suffix: str) -> Iterator[bytes
     else:
         raise OSError(f"no decompressor for {suffix} files ({name} or apt-helper)")
     with subprocess.Popen(
-        argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=_CHUNK
+        argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0
     ) as proc:
         out = proc.stdout
         assert out is not None
-        yield from iter(lambda: out.read(_CHUNK), b"")
+        yield out.readinto  # type: ignore[attr-defined]
     if proc.returncode != 0:
         raise OSError(f"{argv[0]} exited with status {proc.returncode}")
 
 
-#: The start of a stanza (the block handed to _records always starts with a blank line).
+#: The start of a stanza (the buffer always starts with a blank line).
 _PACKAGE = re.compile(rb"\n\nPackage:([^\n]*)")
 #: The fields kept, at the start of a line; deb822 field names are case-insensitive.
 _FIELD = re.compile(rb"^((?i:architecture|version|priority|essential|important|protected)):([^\n]*)", re.M)
-
-
-def _blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Whole stanzas, many at a time, each block starting with a blank line.
-
-    Chunks are cut at their last blank line and the rest carried over, so no
-    stanza is split and no stanza is copied on its own.
-    """
-    rest = b"\n\n"
-    for chunk in chunks:
-        data = rest + chunk
-        cut = data.rfind(b"\n\n")
-        if cut <= 0:
-            rest = data
-            continue
-        rest = data[cut:]
-        yield data[:cut]
-    if rest.strip():
-        yield rest + b"\n"
 
 
 def _flag(value: bytes | None) -> bool | None:
@@ -186,33 +200,61 @@ def _flag(value: bytes | None) -> bool | None:
     return value.strip().lower() == b"yes"
 
 
-def _records(blocks: Iterable[bytes], wanted: frozenset[str]) -> Iterator[ArchiveRecord]:
-    """Only stanzas of wanted packages are parsed: a list holds ~60,000 of them.
+def _records(readinto: _ReadInto, wanted: frozenset[str]) -> Iterator[ArchiveRecord]:
+    """The records of the wanted packages, in the list's order.
+
+    The list is read into one buffer and looked at in place (each byte is copied
+    once, by the read: the VM streams memory at ~2 GB/s and a list is ~50 MB); the
+    whole stanzas are scanned and the unfinished one moved to the front before the
+    next read.
+    """
+    keys = {n.encode() for n in wanted}
+    buf = bytearray(max(_CHUNK, 1) + 2)
+    buf[:2] = b"\n\n"
+    fill = 2
+    while True:
+        if fill == len(buf):
+            cut = buf.rfind(b"\n\n", 0, fill)
+            if cut <= 0:  # one stanza fills the buffer: make room
+                buf.extend(bytes(len(buf)))
+            else:
+                yield from _scan(buf, cut, keys)
+                rest = buf[cut:fill]
+                buf[: len(rest)] = rest
+                fill = len(rest)
+        with memoryview(buf) as whole, whole[fill:] as free:
+            n = readinto(free)
+        if not n:
+            break
+        fill += n
+    yield from _scan(buf, fill, keys)
+
+
+def _scan(buf: bytearray, end: int, keys: set[bytes]) -> Iterator[ArchiveRecord]:
+    """Records of the wanted stanzas among the whole ones in ``buf[:end]``.
 
     One pass of a regular expression (in C) finds where each stanza starts and its
     name; only the stanzas of wanted packages are looked into, and only for the
     fields that change apt's view.
     """
-    keys = {n.encode() for n in wanted}
-    for block in blocks:
-        for m in _PACKAGE.finditer(block):
-            name = m.group(1).strip()
-            if name not in keys:
-                continue
-            end = block.find(b"\n\n", m.end())
-            fields: dict[bytes, bytes] = {}
-            for f in _FIELD.finditer(block, m.end(), end if end >= 0 else len(block)):
-                fields[f.group(1).lower()] = f.group(2).strip()
-            priority = fields.get(b"priority")
-            yield ArchiveRecord(
-                name.decode("utf-8", "replace"),
-                fields.get(b"architecture", b"").decode("utf-8", "replace"),
-                fields.get(b"version", b"").decode("utf-8", "replace"),
-                priority.decode("utf-8", "replace") if priority is not None else None,
-                _flag(fields.get(b"essential")),
-                _flag(fields.get(b"important")),
-                _flag(fields.get(b"protected")),
-            )
+    for m in _PACKAGE.finditer(buf, 0, end):
+        name = m.group(1).strip()
+        if name not in keys:
+            continue
+        stop = buf.find(b"\n\n", m.end(), end)
+        fields: dict[bytes, bytes] = {}
+        for f in _FIELD.finditer(buf, m.end(), stop if stop >= 0 else end):
+            fields[f.group(1).lower()] = f.group(2).strip()
+        priority = fields.get(b"priority")
+        yield ArchiveRecord(
+            name.decode("utf-8", "replace"),
+            fields.get(b"architecture", b"").decode("utf-8", "replace"),
+            fields.get(b"version", b"").decode("utf-8", "replace"),
+            priority.decode("utf-8", "replace") if priority is not None else None,
+            _flag(fields.get(b"essential")),
+            _flag(fields.get(b"important")),
+            _flag(fields.get(b"protected")),
+        )
 
 
 def load_archive_index(
@@ -239,7 +281,8 @@ def load_archive_index(
             resolved = root.resolve(rel)
             if resolved is None:
                 continue
-            found = list(_records(_blocks(_chunks(root, resolved)), wanted_set))
+            with _reader(root, resolved) as readinto:
+                found = list(_records(readinto, wanted_set))
         except (OSError, DepminError) as exc:
             warnings.append(f"{rel}: cannot read package list: {exc}")
             continue
