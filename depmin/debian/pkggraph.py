@@ -13,8 +13,9 @@ package is followed.  The result is plain data; nothing here knows about marks.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from depmin.debian.archive import ArchiveIndex
 from depmin.debian.deb822 import Relation
@@ -100,6 +101,9 @@ class PackageGraph:
     by_apt_name: dict[str, str] = field(default_factory=dict, repr=False)
     name_count: dict[str, int] = field(default_factory=dict, repr=False)
     warnings: tuple[str, ...] = ()  # relations that could not be evaluated
+    _roots: dict[tuple[tuple[str, ...], bool], dict[str, RootReason]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def display_name(self, key: str) -> str:
         """Bare name unless another architecture of it is installed (qualify only where needed)."""
@@ -114,22 +118,30 @@ class PackageGraph:
     def in_edges(self, key: str) -> list[Edge]:
         return [e for es in self.edges.values() for e in es if e.target == key]
 
-    def intrinsic_roots(self, policy: Policy) -> dict[str, RootReason]:
-        """Roots other than manual marks, with apt's ``Debug::pkgAutoRemove`` reason."""
+    def intrinsic_roots(self, policy: Policy) -> Mapping[str, RootReason]:
+        """Roots other than manual marks, with apt's ``Debug::pkgAutoRemove`` reason.
+
+        Kept per policy: a plan and its caveats ask for them a few dozen times.
+        """
+        key = (policy.never_autoremove, policy.ignore_hold)
+        cached = self._roots.get(key)
+        if cached is not None:
+            return MappingProxyType(cached)
         patterns = [posix_regex(p) for p in policy.never_autoremove]
         roots: dict[str, RootReason] = {}
-        for key, n in self.nodes.items():
+        for k, n in self.nodes.items():
             if n.essential:
-                roots[key] = RootReason.ESSENTIAL
+                roots[k] = RootReason.ESSENTIAL
             elif n.important:
-                roots[key] = RootReason.IMPORTANT
+                roots[k] = RootReason.IMPORTANT
             elif n.priority == "required":
-                roots[key] = RootReason.REQUIRED
+                roots[k] = RootReason.REQUIRED
             elif any(p.search(n.name) for p in patterns):
-                roots[key] = RootReason.NEVER_AUTOREMOVE
+                roots[k] = RootReason.NEVER_AUTOREMOVE
             elif n.hold and not policy.ignore_hold:
-                roots[key] = RootReason.HOLD
-        return roots
+                roots[k] = RootReason.HOLD
+        self._roots[key] = roots
+        return MappingProxyType(roots)
 
     def lookup(self, name: str) -> str | None:
         """A node key for ``name``, ``name:arch`` or a key; None if not installed."""
