@@ -84,6 +84,21 @@ def test_missing_list_file(image: Path) -> None:
         assert "/lib/x86_64-linux-gnu/libgcc_s.so.1: needed file outside" in err  # and why it matters
 
 
+def test_list_file_that_is_a_link_inside_the_root(image: Path) -> None:
+    """A .list replaced by a relative link to its content (dpkg reads through it, and
+    so does depmin, inside the root): the same owners, no warning."""
+    expected = run_cli(["keep", "--all", "--root", str(image)])
+    lst = image / "var/lib/dpkg/info/libc6:amd64.list"
+    moved = image / "var/lib/dpkg/libc6.list.moved"
+    lst.rename(moved)
+    lst.symlink_to("../libc6.list.moved")
+    libc = next(p for p in moved.read_text().splitlines() if p.endswith("/libc.so.6"))
+    assert dpkg_query(image, "-S", libc).stdout.startswith("libc6")
+    got = run_cli(["keep", "--all", "--root", str(image)])
+    assert (got.returncode, got.stderr) == (EXIT_OK, b"")
+    assert got.stdout == expected.stdout and b"libc6:amd64" in got.stdout.split()
+
+
 def test_unreadable_list_file(image: Path) -> None:
     lst = image / "var/lib/dpkg/info/libc6:amd64.list"
     os.chmod(lst, 0)
