@@ -64,25 +64,26 @@ def test_real_trees_are_the_same_with_any_number_of_workers(tree: str) -> None:
 
 
 def _fail_in_workers(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
-    """Make ``_classify`` misbehave in forked workers only (this process is the parent)."""
+    """Make ``_classify_head`` (ELF files and scripts) misbehave in forked workers only
+    (this process is the parent)."""
     parent = os.getpid()
-    real = scan_mod._classify
+    real = scan_mod._classify_head
 
     class Unpicklable(Exception):
         def __init__(self) -> None:
             super().__init__("cannot travel")
             self.hook = lambda: None
 
-    def classify(rel: str, name: str, part: object, dir_fd: int | None = None) -> None:
-        if os.getpid() != parent and name == "prog":
+    def classify(rel: str, fd: int, head: bytes, part: object) -> None:
+        if os.getpid() != parent and rel.endswith("/prog"):
             if action == "raise":
                 raise ZeroDivisionError(f"injected at {rel}")
             if action == "unpicklable":
                 raise Unpicklable()
             os.kill(os.getpid(), signal.SIGKILL)
-        real(rel, name, part, dir_fd)  # type: ignore[arg-type]
+        real(rel, fd, head, part)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(scan_mod, "_classify", classify)
+    monkeypatch.setattr(scan_mod, "_classify_head", classify)
 
 
 def no_children_left() -> bool:
@@ -127,15 +128,15 @@ def test_a_failure_in_this_process_share_stops_the_workers(
     is left behind."""
     made_tree(tmp_path / "t", dirs=40 * PARALLEL_MIN_DIRS)
     parent = os.getpid()
-    real = scan_mod._classify
+    real = scan_mod._classify_head
 
-    def classify(rel: str, name: str, part: object, dir_fd: int | None = None) -> None:
-        if os.getpid() == parent and name == "prog":
+    def classify(rel: str, fd: int, head: bytes, part: object) -> None:
+        if os.getpid() == parent and rel.endswith("/prog"):
             raise KeyboardInterrupt
-        real(rel, name, part, dir_fd)  # type: ignore[arg-type]
+        real(rel, fd, head, part)  # type: ignore[arg-type]
 
     job = start_scan(Root(str(tmp_path)), ["/t"], jobs=2)
-    monkeypatch.setattr(scan_mod, "_classify", classify)  # after the fork: this process only
+    monkeypatch.setattr(scan_mod, "_classify_head", classify)  # after the fork: this process only
     with pytest.raises(KeyboardInterrupt):
         job.result()
     assert no_children_left()

@@ -364,24 +364,42 @@ class _Walker:
         subdirs: list[tuple[str, int]] = []
         base = rel.rstrip("/") + "/"
         exclude = self.exclude
+        others = part[3] if self.keep_others else None
         try:
             with os.scandir(dfd) as it:
                 entries = list(it)
-            # Hot loop (every file of the trees): files first, as most entries are.
+            # The hot loop (every file of the trees, most neither ELF nor #!): three
+            # system calls and one test per file; the path is built only when kept.
             for e in entries:
-                path = base + e.name
                 try:
                     if e.is_file(follow_symlinks=False):
-                        if not exclude or self.wanted(path, skipped):
-                            _classify(path, e.name, part, dfd)
+                        name = e.name
+                        if exclude and not self.wanted(base + name, skipped):
+                            continue
+                        try:
+                            fd = os.open(name, _OPEN_FLAGS, dir_fd=dfd)
+                        except OSError as exc:
+                            skipped.append(Skipped(base + name, f"cannot open: {exc.strerror or exc}", True))
+                            continue
+                        try:
+                            head = os.pread(fd, _HEAD, 0)
+                            if head.startswith(_WANTED_HEADS):
+                                _classify_head(base + name, fd, head, part)
+                            elif others is not None:
+                                others.append(base + name)
+                        except OSError as exc:
+                            skipped.append(Skipped(base + name, _read_problem(exc), True))
+                        finally:
+                            os.close(fd)
                     elif e.is_dir(follow_symlinks=False):
+                        path = base + e.name
                         if e.stat(follow_symlinks=False).st_dev != dev:
                             why = "another file system is mounted here; not scanned"
                             skipped.append(Skipped(path, why))
                         else:
                             subdirs.append((path, dev))
                 except OSError as exc:
-                    skipped.append(Skipped(path, f"cannot stat: {exc.strerror}", True))
+                    skipped.append(Skipped(base + e.name, f"cannot stat: {exc.strerror}", True))
         except OSError as exc:
             skipped.append(Skipped(rel, f"cannot read directory: {exc.strerror}", True))
         finally:
@@ -392,6 +410,15 @@ class _Walker:
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+#: The first bytes of the files that are looked into: ELF objects and ``#!`` scripts.
+_WANTED_HEADS = (b"\x7fELF", b"#!")
+
+
+def _read_problem(exc: OSError) -> str:
+    """The note for a file that opened but could not be read (a FIFO swapped in: ESPIPE)."""
+    return "no longer a regular file" if exc.errno == errno.ESPIPE else f"cannot read: {exc.strerror}"
+
+
 def _classify(rel: str, name: str, part: _Part, dir_fd: int | None = None) -> None:
     """Open one file the walk saw as regular (O_NOFOLLOW/O_NONBLOCK guard a swap).
 
@@ -399,48 +426,46 @@ def _classify(rel: str, name: str, part: _Part, dir_fd: int | None = None) -> No
     close); a FIFO swapped in fails the pread, and read_elf_fd and the #! branch
     check the type themselves.
     """
-    objects, scripts, skipped, others = part
     try:
         fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        skipped.append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
+        part[2].append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
         return
     try:
-        try:
-            head = os.pread(fd, _HEAD, 0)
-        except OSError as exc:
-            if exc.errno != errno.ESPIPE:
-                raise
-            skipped.append(Skipped(rel, "no longer a regular file", True))
-            return
-        if head[:4] == b"\x7fELF":
-            try:
-                elf = read_elf_fd(fd, rel)
-            except ElfError as exc:
-                skipped.append(Skipped(rel, exc.problem, True))
-                return
-            if elf.type in (ET_EXEC, ET_DYN):
-                objects.append(elf)
-            else:
-                kind = {1: "relocatable object (ET_REL)", 4: "core file"}.get(
-                    elf.type, f"ELF type {elf.type}"
-                )
-                skipped.append(Skipped(rel, f"{kind}: the loader cannot load it"))
-        elif head[:2] == b"#!":
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                skipped.append(Skipped(rel, "no longer a regular file", True))
-                return
-            she = parse_shebang(head)
-            # The kernel honours #! only when it executes the file: a 0644 module
-            # with a #! line is read by an interpreter, never run through it.
-            if she is not None and mode & 0o111:
-                scripts.append(Script(rel, she[0], she[1]))
-            else:
-                others.append(rel)
+        head = os.pread(fd, _HEAD, 0)
+        if head.startswith(_WANTED_HEADS):
+            _classify_head(rel, fd, head, part)
         else:
-            others.append(rel)
+            part[3].append(rel)
     except OSError as exc:
-        skipped.append(Skipped(rel, f"cannot read: {exc.strerror}", True))
+        part[2].append(Skipped(rel, _read_problem(exc), True))
     finally:
         os.close(fd)
+
+
+def _classify_head(rel: str, fd: int, head: bytes, part: _Part) -> None:
+    """An open file whose first bytes are an ELF magic or ``#!``; OSError from reading it."""
+    objects, scripts, skipped, others = part
+    if head.startswith(b"\x7fELF"):
+        try:
+            elf = read_elf_fd(fd, rel)
+        except ElfError as exc:
+            skipped.append(Skipped(rel, exc.problem, True))
+            return
+        if elf.type in (ET_EXEC, ET_DYN):
+            objects.append(elf)
+        else:
+            kind = {1: "relocatable object (ET_REL)", 4: "core file"}.get(elf.type, f"ELF type {elf.type}")
+            skipped.append(Skipped(rel, f"{kind}: the loader cannot load it"))
+        return
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        skipped.append(Skipped(rel, "no longer a regular file", True))
+        return
+    she = parse_shebang(head)
+    # The kernel honours #! only when it executes the file: a 0644 module with a
+    # #! line is read by an interpreter, never run through it.
+    if she is not None and mode & 0o111:
+        scripts.append(Script(rel, she[0], she[1]))
+    else:
+        others.append(rel)
