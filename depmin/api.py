@@ -23,14 +23,13 @@ from typing import Callable
 from depmin.caveats import plan_caveats
 from depmin.debian import aptstate
 from depmin.debian.aptconf import AptConfig, load_apt_config
-from depmin.debian.archive import load_archive_index
+from depmin.debian.archive import ArchiveIndex, load_archive_index
 from depmin.debian.dpkg import DpkgDatabase, current_status_stamp, load_dpkg_database
-from depmin.debian.pkggraph import PackageGraph, Policy, build_package_graph
+from depmin.debian.pkggraph import PackageGraph, Policy, build_package_graph, with_archive
 from depmin.debian.plan import Plan, make_plan
 from depmin.errors import (
     AptError,
     CheckError,
-    ConfigError,
     DepminError,
     DpkgError,
     UnresolvedError,
@@ -41,13 +40,13 @@ from depmin.loader.hints import Hint, load_hints
 from depmin.loader.needs import DEFAULT_PATH, Analysis, analyse
 from depmin.loader.needs import Unresolved as Unresolved  # the type of Scanned.analysis.unresolved
 from depmin.loader.resolve import LoaderSettings, LoadResult, Resolver
-from depmin.loader.scan import ScanResult, scan, start_scan
+from depmin.loader.scan import ScanJob, ScanResult, start_scan
+from depmin.loader.scan import scan as scan_tree_files
+from depmin.options import DEFAULT_TREE as DEFAULT_TREE
+from depmin.options import RunOptions as RunOptions
+from depmin.options import _inside
 from depmin.owners import Requirements, map_requirements
 from depmin.rootfs import Root
-
-#: The tree scanned when none is given.
-DEFAULT_TREE = "/usr/local"
-
 
 # -- the steps ----------------------------------------------------------------------------------
 
@@ -64,7 +63,7 @@ class PackageState:
 
 
 def scan_trees(root: Root, trees: Sequence[str], exclude: Sequence[str] = ()) -> ScanResult:
-    return scan(root, trees, exclude)
+    return scan_tree_files(root, trees, exclude)
 
 
 def find_needs(
@@ -76,6 +75,7 @@ def find_needs(
     hints: Sequence[Hint] = (),
     meanwhile: Callable[[], object] | None = None,
     jobs: int | None = None,
+    scan: ScanJob | None = None,
 ) -> Analysis:
     """Scan ``trees`` and resolve every object in the context it is loaded in.
 
@@ -83,9 +83,10 @@ def find_needs(
     that happen after start-up (:meth:`RunOptions.settings` does); the default is
     ld.so's start-up only.  ``meanwhile`` runs while worker processes classify the
     files (the run reads the dpkg database there), so both cores work; ``jobs=1``
-    keeps the scan in this process.
+    keeps the scan in this process.  ``scan``: the scan of these trees, already
+    started (:func:`~depmin.options.start_trees_scan`).
     """
-    job = start_scan(root, trees, exclude, jobs, keep_others=bool(hints))
+    job = scan or start_scan(root, trees, exclude, jobs, keep_others=bool(hints))
     try:
         resolver = Resolver.for_root(root, settings)
         if meanwhile is not None and job.running:
@@ -117,15 +118,17 @@ class PackageStateJob:
         self,
         db: DpkgDatabase,
         config: AptConfig,
-        graph: Forked[tuple[PackageGraph, tuple[str, ...]]],
+        archive: Forked[ArchiveIndex | None],
+        graph: PackageGraph,
     ) -> None:
-        self.db, self.config, self._graph = db, config, graph
+        self.db, self.config, self._archive, self._graph = db, config, archive, graph
         self._state: PackageState | None = None
 
     def result(self) -> PackageState:
-        """Wait for the package lists and the graph; the state, once built, is kept."""
+        """Wait for the package lists and finish the graph; the state, once built, is kept."""
         if self._state is None:
-            graph, archive_warnings = self._graph.result()
+            archive = self._archive.result()
+            graph = self._graph if archive is None else with_archive(self._graph, self.db, archive)
             config = self.config
             policy = Policy(
                 recommends_important=config.recommends_important,
@@ -133,7 +136,7 @@ class PackageStateJob:
                 never_autoremove=config.never_autoremove,
                 ignore_hold=config.ignore_hold,
             )
-            warnings = [*self.db.warnings, *archive_warnings, *graph.warnings]
+            warnings = [*self.db.warnings, *(archive.warnings if archive else ()), *graph.warnings]
             if any(n.name.startswith("linux-image-") for n in graph.nodes.values()):
                 warnings.append(
                     "a linux-image package is installed: apt's kernel protection is not modelled"
@@ -143,7 +146,7 @@ class PackageStateJob:
 
     def cancel(self) -> None:
         """Stop reading (the run failed before it needed the state)."""
-        self._graph.cancel()
+        self._archive.cancel()
 
 
 def start_package_state(
@@ -155,10 +158,10 @@ def start_package_state(
 ) -> PackageStateJob:
     """Start reading a root's package state; ``.result()`` is :func:`load_package_state`'s.
 
-    The dpkg database and apt's configuration are read here.  apt's package lists
-    (tens of MB, the slowest part) and the graph are read by a child process with
-    ``background``, while this one goes on resolving the trees, which need neither:
-    only the graph comes back.
+    The dpkg database, apt's configuration and the package relations are read here.
+    apt's package lists (tens of MB, the slowest part, needed only for the plan)
+    are read by a child process with ``background``, while this one goes on
+    resolving the trees; only the records of installed packages come back.
     """
     database = db if db is not None else load_dpkg_database(root)
     config = load_apt_config(root, overrides)
@@ -169,101 +172,21 @@ def start_package_state(
             state = config.get("Dir::State", "var/lib/apt").strip("/")
             lists = "/" + state + "/" + lists
 
-    def graph() -> tuple[PackageGraph, tuple[str, ...]]:
+    def archive() -> ArchiveIndex | None:
         if lists is None:
-            return build_package_graph(database), ()
-        archive = load_archive_index(root, {p.name for p in database.installed_packages()}, lists)
-        return build_package_graph(database, archive), archive.warnings
+            return None
+        return load_archive_index(root, {p.name for p in database.installed_packages()}, lists)
 
-    # Niced: the trees' scan, which the next steps wait for, keeps the cores; the lists
-    # are needed only for the plan, and the child takes the core left idle while this
-    # process resolves the trees and finds their owners (measured: -9% on 2 cores).
-    job = Forked.start(graph, "package lists reader", nice=10) if background else Forked.done(graph)
-    return PackageStateJob(database, config, job)
-
-
-# -- options -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Everything a run depends on besides the root's own files (the CLI's shared options)."""
-
-    root: str = "/"
-    trees: tuple[str, ...] = ()  # default: /usr/local
-    exclude: tuple[str, ...] = ()
-    allow_missing: bool = False
-    ld_library_path: str | None = None
-    isa_level: int = 1
-    platform: str | None = None
-    working_dir: str | None = None
-    image_path: str | None = None
-    hints: str | None = None  # a hints file on the host
-    drop_recommended_dlopen: bool = False
-    no_glibc_dlopens: bool = False
-    baseline: tuple[str, ...] = ()  # words, @FILE, or a path with a '/'
-    keep: tuple[str, ...] = ()
-    overrides: tuple[str, ...] = ()  # apt options, KEY=VALUE
-
-    def settings(self, runtime: bool = True) -> LoaderSettings:
-        """Loader settings; ``runtime`` adds the loads after start-up (dlopen notes, glibc's)."""
-        if self.working_dir is not None and not self.working_dir.startswith("/"):
-            raise UsageError("--working-dir must be an absolute path inside the root")
-        prios = {"required"} if self.drop_recommended_dlopen else {"required", "recommended"}
-        return LoaderSettings(
-            ld_library_path=self.ld_library_path,
-            isa_level=self.isa_level,
-            platform=self.platform,
-            working_dir=self.working_dir,
-            dlopen_priorities=frozenset(prios) if runtime else frozenset(),
-            glibc_dlopens=runtime and not self.no_glibc_dlopens,
-        )
-
-    def baseline_words(self) -> list[str]:
-        """Words of the baseline values; a value is a file only as @FILE or a path with a '/'.
-
-        A package name never contains '/', so ``--baseline "$savedAptMark"`` can never be
-        mistaken for a file that happens to share a package's name.
-        """
-        words: list[str] = []
-        for v in self.baseline:
-            path = v[1:] if v.startswith("@") else v if "/" in v else None
-            if path is None:
-                words.extend(_package_names(v.split(), "--baseline"))
-                continue
-            try:
-                with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                    words.extend(_package_names(f.read().split(), f"--baseline file {path}"))
-            except OSError as exc:
-                raise ConfigError(f"cannot read baseline file: {exc.strerror}", path) from None
-        return words
-
-    def keep_names(self) -> list[str]:
-        return _package_names(self.keep, "--keep")
-
-
-    def tree_paths(self, root: Root) -> list[str]:
-        """Root-relative trees; on the host, relative paths are taken from the working directory."""
-        return [_inside(root, p) for p in self.trees] or [DEFAULT_TREE]
-
-
-def _package_names(words: Sequence[str], where: str) -> list[str]:
-    """Words that are package names as apt-mark accepts them; anything else is a usage error.
-
-    A word such as ``-y`` or ``--purge`` (a shell variable expanded wrongly) or one with
-    shell metacharacters is never taken as a name, nor passed on to apt as an option.
-    """
-    for w in words:
-        if not aptstate.PACKAGE_NAME.fullmatch(w):
-            raise UsageError(f"{where}: {w!r} is not a package name")
-    return list(words)
-
-
-def _inside(root: Root, path: str, normalise: bool = True) -> str:
-    """Root-relative form of a path given by the user (``normalise``: abspath on the host)."""
-    if root.is_host and (normalise or not path.startswith("/")):
-        path = os.path.abspath(path)
-    return path if path.startswith("/") else "/" + path
+    # Niced: the trees' scan, which the next steps wait for, keeps the cores; the child
+    # takes the core left idle while this process resolves the trees and finds their
+    # owners (measured: -9% of a CPython tree's run on 2 cores).
+    job = Forked.start(archive, "package lists reader", nice=10) if background else Forked.done(archive)
+    try:
+        graph = build_package_graph(database)
+    except BaseException:
+        job.cancel()
+        raise
+    return PackageStateJob(database, config, job, graph)
 
 
 # -- reading the trees ---------------------------------------------------------------------------
@@ -292,14 +215,24 @@ def analyse_trees(
     root: Root | None = None,
     meanwhile: Callable[[], object] | None = None,
     jobs: int | None = None,
+    scan: ScanJob | None = None,
 ) -> Scanned:
-    """Scan and resolve the trees; UnresolvedError (with the details) unless allow_missing."""
+    """Scan and resolve the trees; UnresolvedError (with the details) unless allow_missing.
+
+    ``scan``: the trees' scan, already started from ``opts`` and ``root``
+    (:func:`~depmin.options.start_trees_scan`); it is cancelled if this fails first.
+    """
     r = root or Root(opts.root)
-    hints = load_hints(opts.hints) if opts.hints else ()
-    analysis = find_needs(
-        r, opts.tree_paths(r), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
-        hints, meanwhile, jobs,
-    )  # fmt: skip
+    try:
+        hints = load_hints(opts.hints) if opts.hints else ()
+        analysis = find_needs(
+            r, opts.tree_paths(r), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
+            hints, meanwhile, jobs, scan,
+        )  # fmt: skip
+    except BaseException:
+        if scan is not None:
+            scan.cancel()
+        raise
     done = Scanned(r, analysis, _scan_warnings(analysis))
     if analysis.unresolved and not opts.allow_missing:
         raise UnresolvedError(
@@ -353,14 +286,19 @@ def _unowned(req: Requirements) -> list[str]:
 
 
 def plan_run(
-    opts: RunOptions, scanned: Scanned | None = None, state: PackageState | None = None
+    opts: RunOptions,
+    scanned: Scanned | None = None,
+    state: PackageState | None = None,
+    scan: ScanJob | None = None,
+    root: Root | None = None,
 ) -> PlanRun:
     """Every step up to the plan; the root's package state is read while the scan runs
-    (or given: ``scanned`` and ``state`` from an earlier step of the same run)."""
-    root = scanned.root if scanned is not None else Root(opts.root)
+    (or given: ``scanned`` and ``state`` from an earlier step of the same run; ``scan``
+    and its ``root``: the trees' scan already started, see :func:`analyse_trees`)."""
+    root = scanned.root if scanned is not None else root or Root(opts.root)
     start = functools.cache(lambda: start_package_state(root, opts.overrides))
     try:
-        done = scanned or analyse_trees(opts, root, None if state else start)
+        done = scanned or analyse_trees(opts, root, None if state else start, scan=scan)
         return _plan(opts, done, state or start())
     except BaseException:
         if start.cache_info().currsize:
@@ -395,12 +333,17 @@ class KeepList:
     warnings: tuple[str, ...]
 
 
-def keep_list(opts: RunOptions, every_owner: bool = False) -> KeepList:
-    """The minimal list, or with ``every_owner`` every owner of a needed file (the pipeline's)."""
-    root = Root(opts.root)
+def keep_list(
+    opts: RunOptions, every_owner: bool = False, scan: ScanJob | None = None, root: Root | None = None
+) -> KeepList:
+    """The minimal list, or with ``every_owner`` every owner of a needed file (the pipeline's).
+
+    ``scan`` and its ``root``: the trees' scan already started, see :func:`analyse_trees`.
+    """
+    root = root or Root(opts.root)
     if every_owner:
         db_of = functools.cache(lambda: load_dpkg_database(root))
-        done = analyse_trees(opts, root, db_of)
+        done = analyse_trees(opts, root, db_of, scan=scan)
         db = db_of()
         req = find_requirements(done.analysis, db)
         names = sorted(set(req.names) | set(opts.keep_names()) | set(req.hinted_packages))
@@ -408,7 +351,7 @@ def keep_list(opts: RunOptions, every_owner: bool = False) -> KeepList:
         return KeepList(root, done.analysis, req, tuple(names), False, None, None, done.warnings, warnings)
     start = functools.cache(lambda: start_package_state(root, opts.overrides))
     try:
-        done = analyse_trees(opts, root, start)
+        done = analyse_trees(opts, root, start, scan=scan)
         a = done.analysis
         if not opts.keep and not a.hinted_packages and all(lib.in_trees for lib in a.libraries):
             # Nothing outside the trees is needed: the minimal list is empty whatever apt's

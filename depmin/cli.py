@@ -22,7 +22,9 @@ from depmin import __version__
 from depmin.errors import EXIT_INTERNAL, EXIT_UNRESOLVED, DepminError, UnresolvedError
 
 if TYPE_CHECKING:
-    from depmin.api import RunOptions, Unresolved
+    from depmin.api import Unresolved
+    from depmin.options import RunOptions, ScanJob
+    from depmin.rootfs import Root
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +111,16 @@ def _scan_errors(quiet: bool) -> Iterator[None]:
         raise
 
 
+def _start_scan(opts: RunOptions) -> tuple[Root, ScanJob]:
+    """The trees' scan, started before depmin.api is imported: a worker process walks
+    the trees during the imports (~30 ms on every run).  The api cancels it on failure."""
+    from depmin.options import start_trees_scan
+    from depmin.rootfs import Root
+
+    root = Root(opts.root)
+    return root, start_trees_scan(opts, root)
+
+
 def _emit_list(names: Sequence[str], nul: bool) -> None:
     if nul:
         data = b"".join(n.encode("utf-8", "surrogateescape") + b"\0" for n in names)
@@ -177,7 +189,7 @@ def run_options(*groups: list[Any]) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            from depmin.api import RunOptions
+            from depmin.options import RunOptions
 
             names = set(RunOptions.__dataclass_fields__)
             given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
@@ -287,11 +299,12 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
     required packages, or another kept package).  --all lists every owner.
     Exit status 1 if a needed library is missing (unless --allow-missing).
     """
+    root, scan = _start_scan(opts)
     from depmin import api
     from depmin.report.documents import keep_json
 
     with _scan_errors(quiet=as_json):
-        result = api.keep_list(opts, every_owner=all_)
+        result = api.keep_list(opts, every_owner=all_, scan=scan, root=root)
     if as_json:
         _show_unresolved(result.analysis.unresolved)
         emit_json(keep_json(result))
@@ -314,11 +327,12 @@ def plan(opts: RunOptions, as_json: bool) -> None:
     Nothing is changed.  The purge is apt's own autoremove rule applied to the
     root's dpkg database and apt configuration (with -o overrides).
     """
+    root, scan = _start_scan(opts)
     from depmin import api
     from depmin.report.documents import plan_json, plan_text
 
     with _scan_errors(quiet=as_json):
-        run = api.plan_run(opts)
+        run = api.plan_run(opts, scan=scan, root=root)
     if not as_json:
         _warn_all(run.scan_warnings)
     _show_unresolved(run.analysis.unresolved)

@@ -121,10 +121,10 @@ def test_5_check(image: Path) -> None:
 def test_70_internal(image: Path) -> None:
     """A bug (here: one injected into the scan) is reported as one, with its traceback."""
     code = (
-        "import sys, depmin.api as api\n"
+        "import sys, depmin.options as options\n"
         "def broken(*args, **kwargs):\n"
         "    raise ZeroDivisionError('injected')\n"
-        "api.start_scan = broken\n"
+        "options.start_scan = broken\n"
         "from depmin.cli import main\n"
         "main(sys.argv[1:])\n"
     )
@@ -143,17 +143,17 @@ def test_a_command_runs_without_the_cycle_collector_and_restores_it(
 
     from click.testing import CliRunner
 
-    import depmin.api as api
+    import depmin.options as options
     from depmin.cli import main
 
     seen: list[bool] = []
-    real = api.start_scan
+    real = options.start_scan
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(gc.isenabled())
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(api, "start_scan", spy)
+    monkeypatch.setattr(options, "start_scan", spy)
     assert gc.isenabled()
     ok = CliRunner().invoke(main, ["keep", "--root", str(image)])
     assert ok.exit_code == 0 and seen == [False] and gc.isenabled()

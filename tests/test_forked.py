@@ -10,7 +10,10 @@ import time
 
 import pytest
 
-from depmin.api import load_package_state, start_package_state
+from depmin.api import start_package_state
+from depmin.debian.archive import ArchiveIndex, ArchiveRecord, load_archive_index
+from depmin.debian.dpkg import load_dpkg_database
+from depmin.debian.pkggraph import build_package_graph, with_archive
 from depmin.errors import DpkgError, WorkerError
 from depmin.forked import Forked
 from depmin.rootfs import Root
@@ -81,15 +84,39 @@ def test_done_runs_here() -> None:
         Forked.done(fail).result()
 
 
-def test_the_package_state_read_in_a_child_is_the_one_read_here() -> None:
-    """On this machine's dpkg database and package lists: nodes, edges, policy, warnings."""
+def test_the_package_state_read_in_a_child_is_the_one_built_in_one_step() -> None:
+    """On this machine's dpkg database and package lists: the graph built while a child
+    reads the lists, then finished, is the one built from both at once."""
     root = Root("/")
-    here = load_package_state(root)
-    job = start_package_state(root)
-    there = job.result()
-    assert there.graph.nodes == here.graph.nodes and there.graph.edges == here.graph.edges
-    assert (there.policy, there.warnings) == (here.policy, here.warnings)
-    assert sum(n.priority == "required" for n in there.graph.nodes.values()) > 10
+    db = load_dpkg_database(root)
+    archive = load_archive_index(root, {p.name for p in db.installed_packages()})
+    here = build_package_graph(db, archive)
+    for background in (True, False):
+        there = start_package_state(root, background=background).result()
+        assert there.graph.nodes == here.nodes and there.graph.edges == here.edges
+        assert there.graph.warnings == here.warnings
+        assert there.warnings == (*db.warnings, *archive.warnings, *here.warnings)
+    assert sum(n.priority == "required" for n in here.nodes.values()) > 10
+
+
+def test_the_lists_view_applied_later_is_the_one_built_in_one_step() -> None:
+    """A made archive that changes apt's view of some installed packages (Priority of the
+    installed version, Essential, Important, Protected, a record of another version)."""
+    db = load_dpkg_database(Root("/"))
+    pkgs = [p for p in db.installed_packages() if p.arch != "all"][:12]
+    records = []
+    for i, p in enumerate(pkgs):
+        version = p.version if i % 3 else p.version + "+other"
+        priority = ["required", "important", None][i % 3]
+        essential, important, protected = [None, True, False][i % 3], [True, None, False][i % 3], i % 4 == 2
+        records.append(ArchiveRecord(p.name, p.arch, version, priority, essential, important, protected))
+    archive = ArchiveIndex(tuple(records), ("made",))
+    bare = build_package_graph(db)
+    whole = build_package_graph(db, archive)
+    assert whole.nodes != bare.nodes  # the archive matters here
+    assert with_archive(bare, db, archive).nodes == whole.nodes
+    empty = ArchiveIndex((), ())
+    assert with_archive(bare, db, empty).nodes == build_package_graph(db, empty).nodes
 
 
 def test_a_cancelled_package_state_leaves_no_child() -> None:

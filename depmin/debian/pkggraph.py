@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from depmin.debian.archive import ArchiveIndex
@@ -236,6 +236,23 @@ def build_package_graph(db: DpkgDatabase, archive: ArchiveIndex | None = None) -
     for n in nodes.values():
         counts[n.name] = counts.get(n.name, 0) + 1
     return PackageGraph(nodes, edges, native, by_apt, counts, tuple(warnings))
+
+
+def with_archive(graph: PackageGraph, db: DpkgDatabase, archive: ArchiveIndex) -> PackageGraph:
+    """``build_package_graph(db, archive)``, from the graph built without the lists.
+
+    The lists change only apt's view of each package (Priority, Essential,
+    Important); the relations come from the status file alone.  So the graph can be
+    built while the lists are still being read, and finished here.
+    """
+    nodes = dict(graph.nodes)
+    for p in db.installed_packages():
+        view = _apt_view(p, archive)
+        n = nodes[p.key]
+        if (n.priority, n.essential, n.important) != view:
+            nodes[p.key] = replace(n, priority=view[0], essential=view[1], important=view[2])
+    return PackageGraph(nodes, graph.edges, graph.native_arch, graph.by_apt_name, graph.name_count,
+                        graph.warnings)  # fmt: skip
 
 
 @dataclass(frozen=True)
