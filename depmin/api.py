@@ -36,8 +36,9 @@ from depmin.errors import (
     UsageError,
 )
 from depmin.forked import Forked
+from depmin.loader.elf import ElfFile
 from depmin.loader.hints import Hint, load_hints
-from depmin.loader.needs import DEFAULT_PATH, Analysis, analyse
+from depmin.loader.needs import DEFAULT_PATH, Analysis, analyse, load_objects
 from depmin.loader.needs import Unresolved as Unresolved  # the type of Scanned.analysis.unresolved
 from depmin.loader.resolve import LoaderSettings, LoadResult, Resolver
 from depmin.loader.scan import ScanJob, ScanResult, start_scan
@@ -94,7 +95,17 @@ def find_needs(
     except BaseException:
         job.cancel()
         raise
-    return analyse(job.result(), resolver, path_env, hints)
+    # The objects this process finds are loaded between its subtrees, while the workers
+    # still scan: that part of the resolution runs beside the scan instead of after it.
+    loaded: dict[str, LoadResult | DepminError] = {}
+    seen = [0]
+
+    def load_new(objects: list[ElfFile]) -> None:  # the same list, longer each time
+        load_objects(resolver, objects[seen[0] :], loaded)
+        seen[0] = len(objects)
+
+    found = job.result(load_new)
+    return analyse(found, resolver, path_env, hints, loaded)
 
 
 def find_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:

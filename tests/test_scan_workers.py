@@ -140,3 +140,32 @@ def test_a_failure_in_this_process_share_stops_the_workers(
     with pytest.raises(KeyboardInterrupt):
         job.result()
     assert no_children_left()
+
+
+def test_this_process_hands_over_its_objects_as_it_finds_them(tmp_path: Path) -> None:
+    made_tree(tmp_path / "t", dirs=20 * PARALLEL_MIN_DIRS)
+    calls: list[tuple[int, int]] = []
+
+    def found(objects: list[object]) -> None:
+        calls.append((id(objects), len(objects)))
+
+    result = start_scan(Root(str(tmp_path)), ["/t"], jobs=2).result(found)
+    assert calls, "this process walked no subtree"
+    assert len({i for i, _ in calls}) == 1  # the same list, growing
+    sizes = [n for _, n in calls]
+    assert sizes == sorted(sizes) and sizes[-1] <= len(result.objects)
+
+
+@pytest.mark.parametrize("tree", [str(p) for p in pyenv_versions()[:1]] + ["/usr/lib/python3"])
+def test_loading_while_scanning_gives_the_analysis_of_one_process(tree: str) -> None:
+    """find_needs loads this process's objects between its subtrees (jobs=2); the answer
+    is the one of a scan and analysis in this process alone."""
+    from depmin.api import find_needs
+    from depmin.loader.resolve import LoaderSettings
+
+    settings = LoaderSettings(dlopen_priorities=frozenset({"required", "recommended"}), glibc_dlopens=True)
+    one = find_needs(Root("/"), [tree], settings=settings, jobs=1)
+    two = find_needs(Root("/"), [tree], settings=settings, jobs=2)
+    assert one.scan.objects and two.libraries == one.libraries
+    assert (two.roots, two.inner, two.unresolved) == (one.roots, one.inner, one.unresolved)
+    assert (two.errors, two.warnings, two.suggested) == (one.errors, one.warnings, one.suggested)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from depmin.errors import DepminError, ElfError, RootError
@@ -164,15 +164,24 @@ def analyse(
     resolver: Resolver,
     path_env: str = DEFAULT_PATH,
     hints: Sequence[Hint] = (),
+    loaded: Mapping[str, LoadResult | DepminError] | None = None,
 ) -> Analysis:
-    """Resolve every scanned object in its load context (see the module docstring)."""
+    """Resolve every scanned object in its load context (see the module docstring).
+
+    ``loaded``: objects already loaded by the same resolver (:func:`load_objects`),
+    while the scan went on.
+    """
+    done = loaded or {}
     loads: dict[str, LoadResult] = {}
     errors: list[str] = []
     for elf in scan.objects:
-        try:
-            loads[elf.path] = resolver.load(elf.path, dlopen=_as_dlopen(elf))
-        except DepminError as exc:
-            errors.append(str(exc))
+        res = done.get(elf.path)
+        if res is None:
+            res = load_object(resolver, elf)
+        if isinstance(res, DepminError):
+            errors.append(str(res))
+        else:
+            loads[elf.path] = res
     by_real = {res.objects[0].realpath: path for path, res in loads.items()}
     # contains[x] = scanned objects (by path) that the load of x pulls in.
     contains: dict[str, set[str]] = {}
@@ -204,6 +213,22 @@ def analyse(
         tuple(out.suggested),
         tuple(out.packages),
     )
+
+
+def load_object(resolver: Resolver, elf: ElfFile) -> LoadResult | DepminError:
+    """A scanned object loaded as its own root (a program, or a module as dlopen opens it)."""
+    try:
+        return resolver.load(elf.path, dlopen=_as_dlopen(elf))
+    except DepminError as exc:
+        return exc
+
+
+def load_objects(
+    resolver: Resolver, objects: Sequence[ElfFile], into: dict[str, LoadResult | DepminError]
+) -> None:
+    """Load each object into ``into`` (for :func:`analyse`'s ``loaded``)."""
+    for elf in objects:
+        into[elf.path] = load_object(resolver, elf)
 
 
 def _stale_cache_notes(resolver: Resolver, unresolved: list[Unresolved]) -> list[Unresolved]:

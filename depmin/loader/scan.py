@@ -99,7 +99,7 @@ class ScanJob:
         tops: list[str],
         skipped: list[Skipped],
         parts: list[_Part] | None,
-        pending: Callable[[], list[_Part]] | None = None,
+        pending: Callable[[Callable[[list[ElfFile]], None] | None], list[_Part]] | None = None,
         cancel: Callable[[], None] = lambda: None,
     ) -> None:
         self._tops, self._skipped, self._parts, self._pending = tops, skipped, parts, pending
@@ -117,9 +117,15 @@ class ScanJob:
             self._parts = []
             self._cancel()
 
-    def result(self) -> ScanResult:
+    def result(self, found: Callable[[list[ElfFile]], None] | None = None) -> ScanResult:
+        """The whole scan; this process walks what the workers have not taken yet.
+
+        ``found``: called with this process's objects so far after each subtree it
+        walks here, so their resolution can start while the workers still scan
+        (it is given the same list again, longer each time).
+        """
         if self._parts is None:
-            self._parts = self._pending() if self._pending else []
+            self._parts = self._pending(found) if self._pending else []
             self._pending = None
         parts = self._parts
         objects: list[ElfFile] = []
@@ -182,9 +188,9 @@ def start_scan(
             queue.extend(walker.directory(*queue.pop(0), part))
         return ScanJob(tops, [], [_sorted(part, keep_others)])
 
-    def finish() -> list[_Part]:
+    def finish(found: Callable[[list[ElfFile]], None] | None) -> list[_Part]:
         merged: _Part = part
-        for p in workers.results(part):
+        for p in workers.results(part, found):
             for mine, theirs in zip(merged, p):
                 mine.extend(theirs)  # type: ignore[attr-defined]
         return [_sorted(merged, keep_others)]
@@ -250,7 +256,7 @@ class _Workers:
             return None
         return cls(walker, pids, fds, tasks, task_r)
 
-    def results(self, part: _Part) -> list[_Part]:
+    def results(self, part: _Part, found: Callable[[list[ElfFile]], None] | None = None) -> list[_Part]:
         """Walk what no worker has taken yet into ``part``, then every worker's part.
 
         A worker's own exception is raised here.
@@ -258,7 +264,7 @@ class _Workers:
         parts: list[_Part] = []
         failure: BaseException | None = None
         try:
-            _take_tasks(self._walker, self._tasks, self._task_r, part)
+            _take_tasks(self._walker, self._tasks, self._task_r, part, found)
         except BaseException:
             self.cancel()
             raise
@@ -289,13 +295,22 @@ class _Workers:
         self._pids, self._fds, self._task_r = [], [], -1
 
 
-def _take_tasks(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int, part: _Part) -> None:
-    """Walk subtrees into ``part`` for as long as the task pipe has numbers."""
+def _take_tasks(
+    walker: _Walker,
+    tasks: list[list[tuple[str, int]]],
+    task_r: int,
+    part: _Part,
+    found: Callable[[list[ElfFile]], None] | None = None,
+) -> None:
+    """Walk subtrees into ``part`` for as long as the task pipe has numbers (``found``:
+    see :meth:`ScanJob.result`)."""
     while record := os.read(task_r, 4):
         for rel, dev in tasks[int.from_bytes(record, "little")]:
             stack = [(rel, dev)]
             while stack:
                 stack.extend(walker.directory(*stack.pop(), part))
+        if found is not None:
+            found(part[0])
 
 
 #: At most this many task numbers (4 bytes each) go to the pipe: well under the
