@@ -36,7 +36,7 @@ def main() -> None:
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
-        status = status or 120  # what the interpreter returns when stdout cannot be flushed
+        status = 120  # what the interpreter returns when stdout cannot be flushed at exit
     try:
         sys.stderr.flush()
     except (OSError, ValueError):

@@ -300,8 +300,12 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
     Exit status 1 if a needed library is missing (unless --allow-missing).
     """
     root, scan = _start_scan(opts)
-    from depmin import api
-    from depmin.report.documents import keep_json
+    try:
+        from depmin import api
+        from depmin.report.documents import keep_json
+    except BaseException:
+        scan.cancel()
+        raise
 
     with _scan_errors(quiet=as_json):
         result = api.keep_list(opts, every_owner=all_, scan=scan, root=root)
@@ -328,8 +332,12 @@ def plan(opts: RunOptions, as_json: bool) -> None:
     root's dpkg database and apt configuration (with -o overrides).
     """
     root, scan = _start_scan(opts)
-    from depmin import api
-    from depmin.report.documents import plan_json, plan_text
+    try:
+        from depmin import api
+        from depmin.report.documents import plan_json, plan_text
+    except BaseException:
+        scan.cancel()
+        raise
 
     with _scan_errors(quiet=as_json):
         run = api.plan_run(opts, scan=scan, root=root)

@@ -40,6 +40,7 @@ def child_main(
         except BaseException as exc:  # handed to the parent, which raises it
             try:
                 payload = pickle.dumps((False, exc), pickle.HIGHEST_PROTOCOL)
+                pickle.loads(payload)  # some exceptions dump but cannot be rebuilt
             except Exception:
                 payload = pickle.dumps((False, error(f"{what} failed: {exc!r}")))
         else:
@@ -63,9 +64,13 @@ def receive(pid: int, fd: int, what: str, error: type[WorkerError] = WorkerError
     with the signal or exit status.  ``fd`` is left open for the caller to close.
     """
     chunks: list[bytes] = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+    except BaseException:  # interrupted while waiting: the child must not outlive it
+        kill(pid)
+        raise
     try:
         ok, value = pickle.loads(b"".join(chunks))
     except Exception:  # nothing or a torn payload: the child died
@@ -117,14 +122,17 @@ class Forked(Generic[T]):
                     os.close(out_r)
                     os.close(out_w)
                 else:
-                    if pid == 0:
-                        os.close(out_r)
-                        if nice:
-                            try:
-                                os.nice(nice)
-                            except OSError:
-                                pass
-                        child_main(task, out_w, what)
+                    if pid == 0:  # the child: never returns into the caller's code
+                        try:
+                            os.close(out_r)
+                            if nice:
+                                try:
+                                    os.nice(nice)
+                                except OSError:
+                                    pass
+                            child_main(task, out_w, what)
+                        finally:
+                            os._exit(1)
                     os.close(out_w)
                     return cls(what, pid, out_r)
         return cls.done(task, what)

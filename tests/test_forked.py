@@ -124,3 +124,44 @@ def test_a_cancelled_package_state_leaves_no_child() -> None:
     job = start_package_state(Root("/"))
     job.cancel()
     assert children() == before
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def interrupt_after(seconds: float) -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted()
+
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def test_an_interrupted_wait_kills_and_reaps_the_child() -> None:
+    before = children()
+    job = Forked.start(lambda: time.sleep(60), "test task")
+    interrupt_after(0.2)
+    try:
+        with pytest.raises(Interrupted):
+            job.result()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert children() == before and not job.running
+
+
+class Rebuilt(Exception):
+    """Pickles, but cannot be unpickled: its __init__ wants two arguments, args holds one."""
+
+    def __init__(self, a: str, b: str) -> None:
+        super().__init__(f"{a} {b}")
+
+
+def rebuilt_fails() -> None:
+    raise Rebuilt("one", "two")
+
+
+def test_an_error_that_cannot_be_rebuilt_is_named_not_lost() -> None:
+    with pytest.raises(WorkerError, match=r"test task failed: Rebuilt\('one two'\)"):
+        Forked.start(rebuilt_fails, "test task").result()

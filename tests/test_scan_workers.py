@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,33 @@ def test_loading_while_scanning_gives_the_analysis_of_one_process(tree: str) -> 
     assert one.scan.objects and two.libraries == one.libraries
     assert (two.roots, two.inner, two.unresolved) == (one.roots, one.inner, one.unresolved)
     assert (two.errors, two.warnings, two.suggested) == (one.errors, one.warnings, one.suggested)
+
+
+def test_an_interrupted_wait_for_the_workers_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted while it waits for a slow worker's part: every worker is killed and reaped."""
+    made_tree(tmp_path / "t")
+    parent = os.getpid()
+    real = scan_mod._classify_head
+
+    def slow(rel: str, fd: int, head: bytes, part: object) -> None:
+        if os.getpid() != parent:
+            time.sleep(60)
+        real(rel, fd, head, part)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_mod, "_classify_head", slow)
+    job = start_scan(Root(str(tmp_path)), ["/t"], jobs=2)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            job.result()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert no_children_left()

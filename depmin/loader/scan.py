@@ -241,11 +241,14 @@ class _Workers:
             for _ in range(min(n - 1, len(tasks))):
                 out_r, out_w = os.pipe()
                 pid = os.fork()
-                if pid == 0:  # the worker: never returns
-                    os.close(out_r)
-                    for fd in fds:
-                        os.close(fd)
-                    _work(walker, tasks, task_r, out_w)
+                if pid == 0:  # the worker: never returns into the caller's code
+                    try:
+                        os.close(out_r)
+                        for fd in fds:
+                            os.close(fd)
+                        _work(walker, tasks, task_r, out_w)
+                    finally:
+                        os._exit(1)
                 os.close(out_w)
                 pids.append(pid)
                 fds.append(out_r)
@@ -268,14 +271,20 @@ class _Workers:
         except BaseException:
             self.cancel()
             raise
+        waiting = list(self._pids)
         try:
             for pid, fd in zip(self._pids, self._fds):
+                waiting.remove(pid)  # receive reaps it, or kills it if interrupted
                 ok, value = forked.receive(pid, fd, "scan worker", ScanError)
                 if ok:
                     parts.append(value)  # type: ignore[arg-type]
                 else:
                     assert isinstance(value, BaseException)
                     failure = failure or value
+        except BaseException:
+            for pid in waiting:
+                forked.kill(pid)
+            raise
         finally:
             self._close()
         if failure is not None:
