@@ -1,4 +1,4 @@
-"""Test guards shared by the hostile-input tests: a hang guard and a spy on host file access."""
+"""Test guards shared by the hostile-input tests: a hang guard, a spy on host file access, a Ctrl-C."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import builtins
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 import threading
 from collections.abc import Iterator
@@ -102,3 +103,20 @@ def outside(top: Path, touched: list[str]) -> list[str]:
     """Touched paths that are not ``top`` or below it."""
     t = str(top)
     return sorted({p for p in touched if p != t and not p.startswith(t + "/")})
+
+
+@contextmanager
+def interrupted_after(seconds: float) -> Iterator[None]:
+    """KeyboardInterrupt in this thread after ``seconds``, as a Ctrl-C would; then the
+    timer and the handler are restored."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

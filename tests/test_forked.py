@@ -17,6 +17,7 @@ from depmin.debian.pkggraph import build_package_graph, with_archive
 from depmin.errors import DpkgError, WorkerError
 from depmin.forked import Forked
 from depmin.rootfs import Root
+from tests.spies import interrupted_after
 
 
 def children() -> set[int]:
@@ -126,28 +127,11 @@ def test_a_cancelled_package_state_leaves_no_child() -> None:
     assert children() == before
 
 
-class Interrupted(BaseException):
-    pass
-
-
-def interrupt_after(seconds: float) -> None:
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted()
-
-    signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-
-
 def test_an_interrupted_wait_kills_and_reaps_the_child() -> None:
     before = children()
     job = Forked.start(lambda: time.sleep(60), "test task")
-    interrupt_after(0.2)
-    try:
-        with pytest.raises(Interrupted):
-            job.result()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    with interrupted_after(0.2), pytest.raises(KeyboardInterrupt):
+        job.result()
     assert children() == before and not job.running
 
 

@@ -21,6 +21,7 @@ from depmin.errors import ScanError
 from depmin.loader.scan import PARALLEL_MIN_DIRS, ScanResult, scan, start_scan
 from depmin.rootfs import Root
 from tests.oracles import pyenv_versions
+from tests.spies import interrupted_after
 
 
 def made_tree(top: Path, dirs: int = 3 * PARALLEL_MIN_DIRS) -> Path:
@@ -188,15 +189,6 @@ def test_an_interrupted_wait_for_the_workers_leaves_no_process(
     monkeypatch.setattr(scan_mod, "_classify_head", slow)
     job = start_scan(Root(str(tmp_path)), ["/t"], jobs=2)
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            job.result()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    with interrupted_after(0.5), pytest.raises(KeyboardInterrupt):
+        job.result()
     assert no_children_left()

@@ -329,15 +329,12 @@ class DpkgDatabase:
 
     def _lists(self, warnings: list[str]) -> Iterator[tuple[Package, list[str]]]:
         """The lines of every package's .list (a missing or unreadable one is a warning)."""
-        for pkg in self.packages:
-            if pkg.status.state == "not-installed":
-                continue
-            text = _read_optional(self.root, self.list_file(pkg), warnings)
-            if text is not None:
-                yield pkg, text.split("\n")
+        for pkg, data in self._list_bytes(warnings):
+            yield pkg, data.decode("utf-8", "surrogateescape").split("\n")
 
     def _list_bytes(self, warnings: list[str]) -> Iterator[tuple[Package, bytes]]:
-        """The bytes of every package's .list, as :meth:`_lists` finds them, faster.
+        """The bytes of every installed package's .list (a missing or unreadable one is a
+        warning).
 
         The info directory is resolved once and each list opened relative to it
         (O_NOFOLLOW: a list that is a link takes the resolving path instead); the
