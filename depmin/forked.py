@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, NoReturn, TypeVar
 
 from depmin.errors import WorkerError
@@ -55,6 +55,42 @@ def child_main(
         code = 1
     finally:
         os._exit(code)
+
+
+def spawn(
+    task: Callable[[], object],
+    what: str,
+    error: type[WorkerError] = WorkerError,
+    nice: int = 0,
+    close: Sequence[int] = (),
+) -> tuple[int, int]:
+    """Fork a child that runs :func:`child_main`; its pid and the pipe to :func:`receive` from.
+
+    The child closes ``close`` (the parent's other children's pipes) and never returns
+    into the caller's code.  OSError (nothing left open) when the pipe or fork fails.
+    """
+    out_r, out_w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(out_r)
+        os.close(out_w)
+        raise
+    if pid == 0:
+        try:
+            os.close(out_r)
+            for fd in close:
+                os.close(fd)
+            if nice:
+                try:
+                    os.nice(nice)
+                except OSError:
+                    pass
+            child_main(task, out_w, what, error)
+        finally:
+            os._exit(1)
+    os.close(out_w)
+    return pid, out_r
 
 
 def receive(pid: int, fd: int, what: str, error: type[WorkerError] = WorkerError) -> tuple[bool, object]:
@@ -112,29 +148,11 @@ class Forked(Generic[T]):
         """Fork a child for ``task``; ``nice`` lowers its priority (for work needed last)."""
         if can_fork():
             try:
-                out_r, out_w = os.pipe()
+                pid, fd = spawn(task, what, nice=nice)
             except OSError:
                 pass
             else:
-                try:
-                    pid = os.fork()
-                except OSError:
-                    os.close(out_r)
-                    os.close(out_w)
-                else:
-                    if pid == 0:  # the child: never returns into the caller's code
-                        try:
-                            os.close(out_r)
-                            if nice:
-                                try:
-                                    os.nice(nice)
-                                except OSError:
-                                    pass
-                            child_main(task, out_w, what)
-                        finally:
-                            os._exit(1)
-                    os.close(out_w)
-                    return cls(what, pid, out_r)
+                return cls(what, pid, fd)
         return cls.done(task, what)
 
     @classmethod

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import os
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
 
 from depmin import forked
 from depmin.errors import ElfError, RootError, ScanError
@@ -238,18 +238,9 @@ class _Workers:
             finally:
                 os.close(task_w)
             # This process is a reader too: one fewer worker than cores.
+            work = functools.partial(_walk_tasks, walker, tasks, task_r)
             for _ in range(min(n - 1, len(tasks))):
-                out_r, out_w = os.pipe()
-                pid = os.fork()
-                if pid == 0:  # the worker: never returns into the caller's code
-                    try:
-                        os.close(out_r)
-                        for fd in fds:
-                            os.close(fd)
-                        _work(walker, tasks, task_r, out_w)
-                    finally:
-                        os._exit(1)
-                os.close(out_w)
+                pid, out_r = forked.spawn(work, "scan worker", ScanError, close=fds)
                 pids.append(pid)
                 fds.append(out_r)
         except OSError:
@@ -327,17 +318,13 @@ def _take_tasks(
 _MAX_TASKS = 4096
 
 
-def _work(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int, out_w: int) -> NoReturn:
-    """A worker's whole life: subtrees until the task pipe is empty, then its part."""
-
-    def walk() -> _Part:
-        part: _Part = ([], [], [], [])
-        _take_tasks(walker, tasks, task_r, part)
-        if not walker.keep_others:
-            part[3].clear()
-        return part
-
-    forked.child_main(walk, out_w, "scan worker", ScanError)
+def _walk_tasks(walker: _Walker, tasks: list[list[tuple[str, int]]], task_r: int) -> _Part:
+    """A worker's work: subtrees until the task pipe is empty; its part goes back."""
+    part: _Part = ([], [], [], [])
+    _take_tasks(walker, tasks, task_r, part)
+    if not walker.keep_others:
+        part[3].clear()
+    return part
 
 
 _Part = tuple[list[ElfFile], list[Script], list[Skipped], list[str]]
