@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -307,14 +308,22 @@ def plan_run(
     (or given: ``scanned`` and ``state`` from an earlier step of the same run; ``scan``
     and its ``root``: the trees' scan already started, see :func:`analyse_trees`)."""
     root = scanned.root if scanned is not None else root or Root(opts.root)
-    start = functools.cache(lambda: start_package_state(root, opts.overrides))
-    try:
+    with _state_on_demand(root, opts.overrides) as start:
         done = scanned or analyse_trees(opts, root, None if state else start, scan=scan)
         return _plan(opts, done, state or start())
-    except BaseException:
+
+
+@contextmanager
+def _state_on_demand(root: Root, overrides: Sequence[str]) -> Iterator[Callable[[], PackageStateJob]]:
+    """:func:`start_package_state`, started on the first call (a run's ``meanwhile``, or
+    when the plan needs it) and stopped when the block ends (a no-op once its result was
+    taken; the child is killed if the run failed or did not need it)."""
+    start = functools.cache(lambda: start_package_state(root, overrides))
+    try:
+        yield start
+    finally:
         if start.cache_info().currsize:
             start().cancel()
-        raise
 
 
 def _plan(opts: RunOptions, done: Scanned, pending: PackageState | PackageStateJob) -> PlanRun:
@@ -360,21 +369,14 @@ def keep_list(
         names = sorted(set(req.names) | set(opts.keep_names()) | set(req.hinted_packages))
         warnings = (*db.warnings, *db.list_warnings, *_unowned(req))
         return KeepList(root, done.analysis, req, tuple(names), False, None, None, done.warnings, warnings)
-    start = functools.cache(lambda: start_package_state(root, opts.overrides))
-    try:
+    with _state_on_demand(root, opts.overrides) as start:
         done = analyse_trees(opts, root, start, scan=scan)
         a = done.analysis
         if not opts.keep and not a.hinted_packages and all(lib.in_trees for lib in a.libraries):
             # Nothing outside the trees is needed: the minimal list is empty whatever apt's
             # state, so the package database and apt configuration need not be read.
-            if start.cache_info().currsize:
-                start().cancel()
             return KeepList(root, a, Requirements((), (), ()), (), True, None, None, done.warnings, ())
         run = _plan(opts, done, start())
-    except BaseException:
-        if start.cache_info().currsize:
-            start().cancel()
-        raise
     return KeepList(root, a, run.requirements, run.keep_names, True, run.plan, run.graph,
                     done.warnings, run.warnings)  # fmt: skip
 
