@@ -32,6 +32,9 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: Which request kind explains a needed file best: a plain DT_NEEDED, then an interpreter.
 _RANK = {RequestKind.NEEDED: 0, RequestKind.INTERPRETER: 1}
 
+#: Kinds counted as a plain DT_NEEDED in a needed file's ``how``.
+_AS_NEEDED = frozenset({RequestKind.AUXILIARY, RequestKind.FILTER, RequestKind.PRELOAD})
+
 #: NSS services Debian's nsswitch.conf template names although no package ships them.
 QUIET_NSS = frozenset({"libnss_db.so.2", "libnss_nis.so.2"})
 
@@ -93,7 +96,7 @@ class _Collector:
         self.scan = scan
         self.path_of: dict[str, str] = {}
         self.names_of: dict[str, list[str]] = {}
-        self.users_of: dict[str, list[str]] = {}
+        self.users_of: dict[str, dict[str, None]] = {}  # an ordered set: libc has thousands
         self.how_of: dict[str, RequestKind] = {}
         self.interps: set[str] = set()
         self.unresolved: list[Unresolved] = []
@@ -105,9 +108,7 @@ class _Collector:
         self.path_of.setdefault(real, path)
         known = self.names_of.setdefault(real, [])
         known.extend(n for n in names if n not in known)
-        users = self.users_of.setdefault(real, [])
-        if user not in users:
-            users.append(user)
+        self.users_of.setdefault(real, {})[user] = None
         if how is RequestKind.INTERPRETER:
             self.interps.add(real)
         current = self.how_of.get(real)
@@ -115,33 +116,37 @@ class _Collector:
             self.how_of[real] = how
 
     def add_load(self, res: LoadResult, user: str) -> None:
+        # One pass over the requests (a big tree has thousands of roots, each with tens).
         kind_of: dict[int, RequestKind] = {}
         for req in res.requests:
-            if req.target is not None and req.outcome is Outcome.FOUND:
-                kind_of.setdefault(req.target, req.kind)
+            outcome = req.outcome
+            if outcome is Outcome.FOUND:
+                if req.target is not None:
+                    kind_of.setdefault(req.target, req.kind)
+            elif outcome is Outcome.LOADED:
+                continue
+            elif outcome is Outcome.MISSING or outcome is Outcome.FAILED:
+                self.unresolved.append(
+                    Unresolved(user, res.objects[req.requester].path, req.name, outcome, req.problem,
+                               req.tried, req.path, req.kind)
+                )  # fmt: skip
+            elif outcome is Outcome.IGNORED and req.kind in DLOPEN_KINDS:
+                if not (req.kind is RequestKind.NSS and req.name in QUIET_NSS):
+                    requester = res.objects[req.requester].path
+                    self.warnings.append(
+                        f"{user}: {requester} may dlopen {req.name} ({req.kind}), not found"
+                    )
+            elif outcome is Outcome.REPORTED:
+                self.suggested.append((user, req.name, req.path))
         for obj in res.runtime_files:
             how = (
                 RequestKind.INTERPRETER
                 if obj.step is Step.INTERPRETER
                 else kind_of.get(obj.index, RequestKind.NEEDED)
             )
-            if how in (RequestKind.AUXILIARY, RequestKind.FILTER, RequestKind.PRELOAD):
+            if how in _AS_NEEDED:
                 how = RequestKind.NEEDED
             self.add(obj.path, obj.realpath, obj.names, user, how)
-        for req in res.requests:
-            requester = res.objects[req.requester].path
-            if req.outcome in (Outcome.MISSING, Outcome.FAILED):
-                self.unresolved.append(
-                    Unresolved(user, requester, req.name, req.outcome, req.problem, req.tried,
-                               req.path, req.kind)
-                )  # fmt: skip
-            elif req.outcome is Outcome.IGNORED and req.kind in DLOPEN_KINDS:
-                if not (req.kind is RequestKind.NSS and req.name in QUIET_NSS):
-                    self.warnings.append(
-                        f"{user}: {requester} may dlopen {req.name} ({req.kind}), not found"
-                    )
-            elif req.outcome is Outcome.REPORTED:
-                self.suggested.append((user, req.name, req.path))
         self.warnings.extend(f"{user}: {n}" for n in res.notes if "dlopen" in n)
 
     def libraries(self) -> tuple[NeededLibrary, ...]:
@@ -172,6 +177,7 @@ def analyse(
     while the scan went on.
     """
     done = loaded or {}
+    resolver.files.know(scan.objects)
     loads: dict[str, LoadResult] = {}
     errors: list[str] = []
     for elf in scan.objects:
@@ -226,7 +232,9 @@ def load_object(resolver: Resolver, elf: ElfFile) -> LoadResult | DepminError:
 def load_objects(
     resolver: Resolver, objects: Sequence[ElfFile], into: dict[str, LoadResult | DepminError]
 ) -> None:
-    """Load each object into ``into`` (for :func:`analyse`'s ``loaded``)."""
+    """Load each object into ``into`` (for :func:`analyse`'s ``loaded``); ``objects`` are
+    a scan's of the resolver's root."""
+    resolver.files.know(objects)
     for elf in objects:
         into[elf.path] = load_object(resolver, elf)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from depmin.errors import ElfError, RootError
@@ -19,7 +20,7 @@ from depmin.loader.arch import Arch
 from depmin.loader.elf import EHDR_SIZE, ET_DYN, ET_EXEC, ElfFile, read_elf_fd
 from depmin.loader.hwcaps import subdir_names
 from depmin.loader.ldcache import LdCache
-from depmin.loader.linkmap import LoaderSettings, Step
+from depmin.loader.linkmap import LoadedObject, LoaderSettings, Request, Step
 from depmin.rootfs import Root
 from depmin.words import Word
 
@@ -99,6 +100,11 @@ class LoaderFiles:
         #: (name, arch, nodeflib) -> the walk of a search with no RPATH, RUNPATH or
         #: LD_LIBRARY_PATH in play (the cache, then the system directories), see deps
         self.plain_walks: dict[tuple[str, str, bool], Walk] = {}
+        #: one instance of each equal record across the run's loads: most requests and
+        #: objects of a big tree's loads repeat (libc asking for ld.so at the same place),
+        #: and a shared frozen record is cheaper than a new one, in time and in memory
+        self.requests: dict[tuple[object, ...], Request] = {}
+        self.objects: dict[tuple[object, ...], LoadedObject] = {}
 
     def read_elf(self, realpath: str) -> ElfFile:
         """Read (once) the ELF object at a canonical root-relative path."""
@@ -119,6 +125,13 @@ class LoaderFiles:
         if isinstance(got, ElfError):
             raise got
         return got
+
+    def know(self, elves: Iterable[ElfFile]) -> None:
+        """Objects read already at their canonical paths in this root (the scan's): a big
+        tree's libraries are then parsed once, not again by every load that opens them."""
+        known = self._elves
+        for elf in elves:
+            known.setdefault(elf.path, elf)
 
     def candidate(self, path: str, arch: Arch) -> Candidate:
         """ld.so's verdict on ``path`` for a process of ``arch``."""
