@@ -1,24 +1,32 @@
-"""What one resolver reuses across a run's loads gives the answer of fresh reads.
+"""What one resolver reuses across a run's loads, or gets from a forked copy, is what fresh reads give.
 
 A big tree's loads repeat: the scan has parsed every object already, and most
 requests and link-map entries are equal from one load to the next (libc asking
 for ld.so at the same place).  The resolver takes the scan's objects instead of
-reading them again and shares equal frozen records between loads.  The oracle
-is a fresh resolver per load, which reads everything itself; ldd checks the
-loads themselves elsewhere (test_fixtures_ldd, test_ldd_system).
+reading them again and shares equal frozen records between loads; with many
+objects a forked copy loads part of them and sends them back packed.  The
+oracle is a fresh resolver per load (or one process), which reads everything
+itself; ldd checks the loads themselves elsewhere (test_fixtures_ldd,
+test_ldd_system).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
+import depmin.loader.needs as needs
 from depmin.loader.needs import analyse, load_objects
 from depmin.loader.resolve import LoaderSettings, Resolver
 from depmin.loader.scan import scan
+from depmin.loader.wire import pack_loads, unpack_loads
 from depmin.rootfs import Root
 from tests.oracles import gcc
+from tests.spies import interrupted_after
 
 SETTINGS = LoaderSettings(dlopen_priorities=frozenset({"required", "recommended"}), glibc_dlopens=True)
 
@@ -94,3 +102,87 @@ def test_needed_by_keeps_the_order_of_the_roots(tree: Path) -> None:
     assert {lib.realpath: list(lib.needed_by) for lib in got.libraries} == expected
     part = next(lib for lib in got.libraries if lib.realpath.endswith("/libpart.so"))
     assert part.in_trees and part.needed_by == tuple(str(tree / "bin" / f"prog{i}") for i in range(3))
+
+
+def _loads(tree: str, jobs: int) -> dict[str, object]:
+    root = Root("/")
+    found = scan(root, [tree], jobs=1)
+    into: dict[str, object] = {}
+    load_objects(Resolver.for_root(root, SETTINGS), found.objects, into, jobs)  # type: ignore[arg-type]
+    return into
+
+
+@pytest.mark.parametrize("where", ["fixture", "/usr/lib/x86_64-linux-gnu"])
+def test_loads_from_a_forked_child_are_the_loads_of_one_process(
+    tree: Path, where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    top = str(tree) if where == "fixture" else where
+    if where == "fixture":
+        monkeypatch.setattr(needs, "SPLIT_MIN", 2)
+    elif not os.path.isdir(top):
+        pytest.skip(f"{top} is not on this machine")
+    sent: list[int] = []
+    real_unpack = needs.unpack_loads
+
+    def spy(packed: object, files: object) -> object:
+        got = real_unpack(packed, files)  # type: ignore[arg-type]
+        sent.append(len(got))
+        return got
+
+    one = _loads(top, 1)
+    monkeypatch.setattr(needs, "unpack_loads", spy)
+    two = _loads(top, 2)
+    assert sent and sent[0] > 0, "no load came from the child"
+    assert len(one) >= needs.SPLIT_MIN
+    assert two == one
+
+
+def test_a_child_that_dies_leaves_the_loads_to_this_process(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(needs, "SPLIT_MIN", 2)
+    one = _loads(str(tree), 1)
+    monkeypatch.setattr(needs, "_packed_loads", lambda resolver, objects: os._exit(3))
+    assert _loads(str(tree), 2) == one
+
+
+def test_a_packed_load_whose_file_is_gone_is_left_out(tmp_path: Path, tree: Path) -> None:
+    """Rebuilt by a process that cannot read one of its objects any more: that load is not
+    rebuilt (the caller computes it again and reports what it finds)."""
+    copy = tmp_path / "t"
+    shutil.copytree(tree, copy, symlinks=True)
+    root = Root("/")
+    found = scan(root, [str(copy)], jobs=1)
+    resolver = Resolver.for_root(root, SETTINGS)
+    loads = {e.path: resolver.load(e.path) for e in found.objects}
+    packed = pack_loads(loads)
+    assert len(packed.requests) < sum(len(r.requests) for r in loads.values())  # shared rows
+    gone = str(copy / "bin" / "prog0")
+    os.unlink(gone)
+    back = unpack_loads(packed, Resolver.for_root(root, SETTINGS).files)
+    assert set(back) == set(loads) - {gone}
+    assert all(back[p] == loads[p] for p in back)
+
+
+def test_an_interrupt_while_loading_leaves_no_child(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while this process loads its share: the child is killed and reaped."""
+    monkeypatch.setattr(needs, "SPLIT_MIN", 2)
+    real_load = needs.load_object
+    started: list[int] = []
+
+    def slow_child(resolver: Resolver, objects: object) -> object:
+        time.sleep(60)
+        return None
+
+    def slow_here(resolver: Resolver, elf: object) -> object:
+        started.append(1)
+        time.sleep(0.2)
+        return real_load(resolver, elf)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(needs, "_packed_loads", slow_child)
+    monkeypatch.setattr(needs, "load_object", slow_here)
+    with pytest.raises(KeyboardInterrupt), interrupted_after(0.3):
+        _loads(str(tree), 2)
+    assert started
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
