@@ -29,6 +29,14 @@ def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
+def cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def child_main(
     task: Callable[[], object], out_w: int, what: str, error: type[WorkerError] = WorkerError
 ) -> NoReturn:
@@ -146,14 +154,19 @@ class Forked(Generic[T]):
     @classmethod
     def start(cls, task: Callable[[], T], what: str, nice: int = 0) -> Forked[T]:
         """Fork a child for ``task``; ``nice`` lowers its priority (for work needed last)."""
+        return cls.fork(task, what, nice) or cls.done(task, what)
+
+    @classmethod
+    def fork(cls, task: Callable[[], T], what: str, nice: int = 0) -> Forked[T] | None:
+        """Like :meth:`start`, but None where no child can be forked (for work that is
+        worth handing over only if it runs beside this process)."""
         if can_fork():
             try:
                 pid, fd = spawn(task, what, nice=nice)
             except OSError:
-                pass
-            else:
-                return cls(what, pid, fd)
-        return cls.done(task, what)
+                return None
+            return cls(what, pid, fd)
+        return None
 
     @classmethod
     def done(cls, task: Callable[[], T], what: str = "task") -> Forked[T]:

@@ -12,6 +12,7 @@ test_ldd_system).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -186,3 +187,58 @@ def test_an_interrupt_while_loading_leaves_no_child(tree: Path, monkeypatch: pyt
     assert started
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+def _comparable(loads: dict[str, object]) -> dict[str, object]:
+    """Errors compare by their message (exceptions compare by identity)."""
+    return {k: (f"{type(v).__name__}: {v}" if isinstance(v, Exception) else v) for k, v in loads.items()}
+
+
+def test_an_object_that_fails_to_load_in_the_childs_share_is_the_same_error(
+    tmp_path: Path, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "t"
+    shutil.copytree(tree, copy, symlinks=True)
+    odd = copy / "bin" / "prog2"  # the last object: in the child's share
+    data = bytearray(odd.read_bytes())
+    data[18:20] = (0xBEEF).to_bytes(2, "little")  # e_machine nobody has
+    odd.write_bytes(bytes(data))
+    monkeypatch.setattr(needs, "SPLIT_MIN", 2)
+    one, two = _loads(str(copy), 1), _loads(str(copy), 2)
+    assert "machine" in str(one[str(odd)])
+    assert _comparable(two) == _comparable(one)
+
+
+def test_where_no_child_can_be_forked_every_load_is_done_here_once(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import depmin.forked as forked
+
+    monkeypatch.setattr(needs, "SPLIT_MIN", 2)
+    one = _loads(str(tree), 1)
+
+    def no_fork(*args: object, **kwargs: object) -> tuple[int, int]:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    packed: list[int] = []
+    monkeypatch.setattr(forked, "spawn", no_fork)
+    monkeypatch.setattr(needs, "_packed_loads", lambda resolver, objects: packed.append(1))
+    assert _loads(str(tree), 2) == one
+    assert not packed, "the child's share was packed in this process"
+
+
+def test_a_load_whose_object_this_process_read_differently_is_left_out(tree: Path) -> None:
+    """The child read a library after the fork and this process read it too, with other
+    contents (the file changed in between): the loads that hold it are not rebuilt."""
+    root = Root("/")
+    child = Resolver.for_root(root, SETTINGS)
+    progs = [str(tree / "bin" / f"prog{i}") for i in range(3)]
+    loads = {p: child.load(p) for p in progs}
+    libz = next(o for o in loads[progs[0]].objects if o.soname == "libz.so.1")
+    packed = pack_loads(loads, list(child.files.known().values()))
+    here = Resolver.for_root(root, SETTINGS)
+    here.files.know([dataclasses.replace(libz.elf, soname="libz.so.changed")])
+    assert unpack_loads(packed, here.files) == {}  # every program needs libz
+    fresh = Resolver.for_root(root, SETTINGS)
+    assert unpack_loads(packed, fresh.files) == loads  # the child's objects are taken as sent
+    assert fresh.files.known()[libz.realpath] is libz.elf  # not read again here

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from depmin import forked
-from depmin.errors import DepminError, ElfError, RootError, WorkerError
+from depmin.errors import DepminError, ElfError, RootError
 from depmin.loader.elf import ElfFile
 from depmin.loader.hints import Hint
 from depmin.loader.ldconf import read_ld_so_conf
@@ -175,6 +175,7 @@ def analyse(
 ) -> Analysis:
     """Resolve every scanned object in its load context (see the module docstring).
 
+    ``scan`` is of the resolver's root (its objects stand for the files at their paths).
     ``loaded``: objects already loaded by the same resolver (:func:`load_objects`),
     while the scan went on.
     """
@@ -245,27 +246,30 @@ def load_objects(
     (:mod:`~depmin.loader.wire`); what it could not send is loaded here.
     """
     resolver.files.know(objects)
-    n = jobs if jobs is not None else (os.cpu_count() or 1)
-    if n <= 1 or len(objects) < SPLIT_MIN or not forked.can_fork():
-        for elf in objects:
-            into[elf.path] = load_object(resolver, elf)
-        return
+    n = jobs if jobs is not None else forked.cores()
+    job: forked.Forked[PackedLoads] | None = None
+    got: dict[str, LoadResult] = {}
     # The child's share is a little less than half: packing its loads and rebuilding
     # them here cost about a sixth of computing them.
-    cut = len(objects) * 11 // 20
-    mine, theirs = objects[:cut], objects[cut:]
-    job = forked.Forked.start(lambda: _packed_loads(resolver, theirs), "resolver")
+    cut = len(objects) * 11 // 20 if n > 1 and len(objects) >= SPLIT_MIN else len(objects)
     try:
-        for elf in mine:
+        if cut < len(objects):
+            theirs = objects[cut:]
+            job = forked.Forked.fork(lambda: _packed_loads(resolver, theirs), "resolver")
+        if job is None:
+            cut = len(objects)  # no child: every load is done here
+        for elf in objects[:cut]:
             into[elf.path] = load_object(resolver, elf)
-        try:
-            got = unpack_loads(job.result(), resolver.files)
-        except WorkerError:
-            got = {}  # only a shortcut was lost: the loads are computed here
+        if job is not None:
+            try:
+                got = unpack_loads(job.result(), resolver.files)
+            except Exception:  # the child died or failed: only a shortcut is lost
+                got = {}
     except BaseException:
-        job.cancel()
+        if job is not None:
+            job.cancel()
         raise
-    for elf in theirs:
+    for elf in objects[cut:]:
         res = got.get(elf.path)
         into[elf.path] = res if res is not None else load_object(resolver, elf)
 
@@ -275,12 +279,14 @@ SPLIT_MIN = 400
 
 
 def _packed_loads(resolver: Resolver, objects: Sequence[ElfFile]) -> PackedLoads:
+    before = resolver.files.known()  # what the parent has too
     loads: dict[str, LoadResult] = {}
     for elf in objects:
         res = load_object(resolver, elf)
         if isinstance(res, LoadResult):
             loads[elf.path] = res  # an error is computed again by the parent, with its message
-    return pack_loads(loads)
+    read = [e for p, e in resolver.files.known().items() if p not in before]
+    return pack_loads(loads, read)
 
 
 def _stale_cache_notes(resolver: Resolver, unresolved: list[Unresolved]) -> list[Unresolved]:

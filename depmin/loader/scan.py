@@ -179,7 +179,7 @@ def start_scan(
             queue.append((top, st.st_dev))
         elif walker.wanted(top, skipped):
             _classify(top, walker.prefix + top, part)
-    n = jobs if jobs is not None else (os.cpu_count() or 1)
+    n = jobs if jobs is not None else forked.cores()
     while queue and (n <= 1 or len(queue) < PARALLEL_MIN_DIRS):
         queue.extend(walker.directory(*queue.pop(0), part))
     workers = _Workers.start(walker, queue, n) if queue else None

@@ -126,6 +126,10 @@ class LoaderFiles:
             raise got
         return got
 
+    def known(self) -> dict[str, ElfFile]:
+        """The objects read so far, by canonical path (a copy; failed reads left out)."""
+        return {p: e for p, e in self._elves.items() if isinstance(e, ElfFile)}
+
     def know(self, elves: Iterable[ElfFile]) -> None:
         """Objects read already at their canonical paths in this root (the scan's): a big
         tree's libraries are then parsed once, not again by every load that opens them."""

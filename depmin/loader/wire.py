@@ -3,24 +3,28 @@
 A big tree's loads repeat their records (see :class:`~depmin.loader.verify.LoaderFiles`):
 2,400 loads of /usr hold 60,000 requests but 8,500 distinct ones.  Pickling the
 records themselves costs more than computing them, so a load travels as indexes
-into two tables of distinct records, each record a plain tuple without its ELF
-(the object at a realpath is the ELF read there, which this process has or reads).
-Rebuilding shares the records with this process's own loads.
+into two tables of distinct records, each record a plain tuple without its ELF:
+the object at a realpath is the ELF read there, which the two processes share
+from before the fork, or which the child read since and sends along.  Rebuilding
+shares the records with this process's own loads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Optional  # the alias is evaluated: Python 3.9 has no str | None there
 
 from depmin.errors import ElfError
 from depmin.loader.arch import all_arches
+from depmin.loader.elf import ElfFile
 from depmin.loader.linkmap import LoadedObject, LoadResult, Request
 from depmin.loader.verify import LoaderFiles
 
 _Object = tuple[object, ...]  # LoadedObject's fields but the ELF
 _Request = tuple[object, ...]  # Request's fields
-_Load = tuple[str, str | None, bool, tuple[str, ...], bool, tuple[int, ...], tuple[int, ...]]
+# (main, arch name or None, static, notes, interpreter referenced, object rows, request rows)
+_Load = tuple[str, Optional[str], bool, tuple[str, ...], bool, tuple[int, ...], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,11 @@ class PackedLoads:
     objects: tuple[_Object, ...]
     requests: tuple[_Request, ...]
     loads: tuple[tuple[str, _Load], ...]
+    elves: tuple[ElfFile, ...] = ()  # read by the sender after the fork
 
 
-def pack_loads(loads: Mapping[str, LoadResult]) -> PackedLoads:
+def pack_loads(loads: Mapping[str, LoadResult], elves: Sequence[ElfFile] = ()) -> PackedLoads:
+    """``elves``: the ELF objects the sender read that the receiver may not have."""
     objects: list[_Object] = []
     requests: list[_Request] = []
     obj_at: dict[int, int] = {}  # id() of a record -> its row (the records outlive this call)
@@ -57,18 +63,25 @@ def pack_loads(loads: Mapping[str, LoadResult]) -> PackedLoads:
         arch = res.arch.name if res.arch is not None else None
         out.append((key, (res.main, arch, res.static, res.notes, res.interpreter_referenced,
                           tuple(objs), tuple(reqs))))  # fmt: skip
-    return PackedLoads(tuple(objects), tuple(requests), tuple(out))
+    return PackedLoads(tuple(objects), tuple(requests), tuple(out), tuple(elves))
 
 
 def unpack_loads(packed: PackedLoads, files: LoaderFiles) -> dict[str, LoadResult]:
-    """The loads, their records shared with ``files``' own; a load whose ELF files cannot
-    be read here any more is left out (the caller computes it again)."""
+    """The loads, their records shared with ``files``' own.  Left out (for the caller to
+    compute again): a load whose ELF this process read differently (the file changed
+    between the two reads) or cannot read any more."""
     arches = {a.name: a for a in all_arches()}
     if files.settings.arch is not None:
         arches[files.settings.arch.name] = files.settings.arch
     shared_objects, shared_requests = files.objects, files.requests
+    mine = files.known()
+    files.know(e for e in packed.elves if e.path not in mine)
+    changed = {e.path for e in packed.elves if e.path in mine and mine[e.path] != e}
     objects: list[LoadedObject | None] = []
     for key in packed.objects:
+        if key[2] in changed:
+            objects.append(None)
+            continue
         got = shared_objects.get(key)
         if got is None:
             try:
