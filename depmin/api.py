@@ -19,15 +19,8 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from depmin.caveats import plan_caveats
-from depmin.debian import aptstate
-from depmin.debian.aptconf import AptConfig, load_apt_config
-from depmin.debian.archive import ArchiveIndex, load_archive_index
-from depmin.debian.dpkg import DpkgDatabase, current_status_stamp, load_dpkg_database
-from depmin.debian.pkggraph import PackageGraph, Policy, build_package_graph, with_archive
-from depmin.debian.plan import Plan, make_plan
 from depmin.errors import (
     AptError,
     CheckError,
@@ -47,8 +40,18 @@ from depmin.loader.scan import scan as scan_tree_files
 from depmin.options import DEFAULT_TREE as DEFAULT_TREE
 from depmin.options import RunOptions as RunOptions
 from depmin.options import _inside
-from depmin.owners import Requirements, map_requirements
 from depmin.rootfs import Root
+
+# The package half is imported where a step needs it: a run whose trees need nothing
+# outside them (or ``verify``, ``ldd``) never reads it (a fifth of the fixed cost).
+if TYPE_CHECKING:
+    from depmin.debian import aptstate
+    from depmin.debian.aptconf import AptConfig
+    from depmin.debian.archive import ArchiveIndex
+    from depmin.debian.dpkg import DpkgDatabase
+    from depmin.debian.pkggraph import PackageGraph, Policy
+    from depmin.debian.plan import Plan
+    from depmin.owners import Requirements
 
 # -- the steps ----------------------------------------------------------------------------------
 
@@ -111,6 +114,8 @@ def find_needs(
 
 
 def find_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:
+    from depmin.owners import map_requirements
+
     return map_requirements(analysis, db)
 
 
@@ -139,6 +144,8 @@ class PackageStateJob:
 
     def result(self) -> PackageState:
         """Wait for the package lists and finish the graph; the state, once built, is kept."""
+        from depmin.debian.pkggraph import Policy, with_archive
+
         if self._state is None:
             archive = self._archive.result()
             graph = self._graph if archive is None else with_archive(self._graph, self.db, archive)
@@ -176,6 +183,11 @@ def start_package_state(
     are read by a child process with ``background``, while this one goes on
     resolving the trees; only the records of installed packages come back.
     """
+    from depmin.debian.aptconf import load_apt_config
+    from depmin.debian.archive import load_archive_index
+    from depmin.debian.dpkg import load_dpkg_database
+    from depmin.debian.pkggraph import build_package_graph
+
     database = db if db is not None else load_dpkg_database(root)
     config = load_apt_config(root, overrides)
     lists: str | None = None
@@ -329,6 +341,9 @@ def _state_on_demand(root: Root, overrides: Sequence[str]) -> Iterator[Callable[
 
 def _plan(opts: RunOptions, done: Scanned, pending: PackageState | PackageStateJob) -> PlanRun:
     """The owners (while a child reads the package lists), then the plan and its warnings."""
+    from depmin.caveats import plan_caveats
+    from depmin.debian.plan import make_plan
+
     req = find_requirements(done.analysis, pending.db)
     state = pending.result() if isinstance(pending, PackageStateJob) else pending
     extra = opts.keep_names() + list(req.hinted_packages)
@@ -363,6 +378,8 @@ def keep_list(
     """
     root = root or Root(opts.root)
     if every_owner:
+        from depmin.debian.dpkg import load_dpkg_database
+
         db_of = functools.cache(lambda: load_dpkg_database(root))
         done = analyse_trees(opts, root, db_of, scan=scan)
         db = db_of()
@@ -376,6 +393,8 @@ def keep_list(
         if not opts.keep and not a.hinted_packages and all(lib.in_trees for lib in a.libraries):
             # Nothing outside the trees is needed: the minimal list is empty whatever apt's
             # state, so the package database and apt configuration need not be read.
+            from depmin.owners import Requirements
+
             return KeepList(root, a, Requirements((), (), ()), (), True, None, None, done.warnings, ())
         run = _plan(opts, done, start())
     return KeepList(root, a, run.requirements, run.keep_names, True, run.plan, run.graph,
@@ -395,6 +414,10 @@ class Snapshot:
 
 
 def snapshot(root: Root) -> Snapshot:
+    from depmin.debian import aptstate
+    from depmin.debian.dpkg import load_dpkg_database
+    from depmin.debian.pkggraph import build_package_graph
+
     db = load_dpkg_database(root)
     warnings = list(db.warnings)
     names = aptstate.manual_set(root, build_package_graph(db), warn=warnings.append)
@@ -429,6 +452,8 @@ def check_apply(run: PlanRun, overrides: Sequence[str] = (), with_python_apt: bo
     to the purge, and apt-get's own simulation (python-apt's too, if asked) must
     purge exactly what the plan says.
     """
+    from depmin.debian import aptstate
+
     db = run.state.db
     broken = [*db.warnings, *db.list_warnings]
     if broken:
@@ -496,6 +521,9 @@ def apply(
     running depmin (python3-minimal in an image without Python), whose modules are
     then gone from disk.  Everything the verify uses was imported by the plan.
     """
+    from depmin.debian import aptstate
+    from depmin.debian.dpkg import current_status_stamp
+
     run = check.run
     root, g = run.root, run.graph
     if purge and not root.is_host and not chroot:
@@ -543,6 +571,8 @@ def recover(opts: RunOptions, purge: bool, chroot: bool, timeout: float | None) 
     ``dpkg --configure -a`` under the lock, as apt-get's message asks; without it, it
     says so and changes nothing.  Returns what was done, or None.
     """
+    from depmin.debian import aptstate
+
     root = Root(opts.root)
     why = aptstate.interrupted(root)
     if why is None:

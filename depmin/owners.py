@@ -9,10 +9,13 @@ outside the scanned trees that no package owns is a warning, not a guess.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from depmin.debian.dpkg import DpkgDatabase
 from depmin.errors import RootError
-from depmin.loader.needs import Analysis
+
+if TYPE_CHECKING:
+    from depmin.debian.dpkg import DpkgDatabase
+    from depmin.loader.needs import Analysis
 
 
 @dataclass(frozen=True)

@@ -605,7 +605,9 @@ def run_with_faults(top: Path, tmp: Path, at: int, args: Sequence[str]) -> tuple
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(FAULTS)
     log = tmp / f"faults-{at}.log"
-    env = dict(_ENV, PYTHONPATH=f"{hooks}:{REPO}", DEPMIN_FAULT_AT=str(at), DEPMIN_FAULT_LOG=str(log))
+    # TMPDIR: a kill leaves depmin's scratch directory behind; it goes with the test's tree.
+    env = dict(_ENV, PYTHONPATH=f"{hooks}:{REPO}", DEPMIN_FAULT_AT=str(at), DEPMIN_FAULT_LOG=str(log),
+               TMPDIR=str(tmp))  # fmt: skip
     p = subprocess.run([sys.executable, "-m", "depmin", "apply", "--root", str(top), *args],
                        capture_output=True, env=env, cwd=REPO, timeout=300,
                        start_new_session=True)  # fmt: skip

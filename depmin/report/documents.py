@@ -7,12 +7,14 @@ a version.  Paths may carry non-UTF-8 bytes as lone surrogates (PEP 383).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from depmin.api import ApplyCheck, KeepList, PlanRun, Scanned, Snapshot
-from depmin.debian.pkggraph import Edge, PackageGraph
-from depmin.debian.plan import KeptBy
 from depmin.loader.needs import Analysis, Unresolved
+
+if TYPE_CHECKING:  # the package half is imported only by runs that read it
+    from depmin.debian.pkggraph import Edge, PackageGraph
+    from depmin.debian.plan import KeptBy
 
 KEEP_SCHEMA = "depmin.keep/1"
 PLAN_SCHEMA = "depmin.plan/1"
@@ -152,6 +154,8 @@ def _size(kib: int) -> str:
 
 
 def plan_text(run: PlanRun) -> list[str]:
+    from depmin.debian.plan import KeptBy
+
     req, plan, graph = run.requirements, run.plan, run.graph
     needs = {p.package: p for p in req.packages}
     lines = [f"Mark manual ({len(plan.keep)}): the minimal list"]
