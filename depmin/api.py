@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,8 @@ from depmin.rootfs import Root
 # The package half is imported where a step needs it: a run whose trees need nothing
 # outside them (or ``verify``, ``ldd``) never reads it (a fifth of the fixed cost).
 if TYPE_CHECKING:
+    import subprocess
+
     from depmin.debian import aptstate
     from depmin.debian.aptconf import AptConfig
     from depmin.debian.archive import ArchiveIndex
