@@ -110,8 +110,7 @@ def find_needs(
         seen[0] = len(objects)
 
     found = job.result(load_new)
-    load_objects(resolver, [e for e in found.objects if e.path not in loaded], loaded, jobs)
-    return analyse(found, resolver, path_env, hints, loaded)
+    return analyse(found, resolver, path_env, hints, loaded, jobs)
 
 
 def find_requirements(analysis: Analysis, db: DpkgDatabase) -> Requirements:

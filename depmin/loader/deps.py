@@ -163,16 +163,11 @@ class LinkMap:
         )
 
     def _result(self, static: bool = False) -> LoadResult:
-        shared = self.files.objects
-        objs_: list[LoadedObject] = []
-        for o in self.objects:
-            # The object at a realpath is always the ELF read there: the key need not hold it.
-            key = (o.index, o.path, o.realpath, tuple(self.names[o.index]), o.loader, o.step)
-            got = shared.get(key)
-            if got is None:
-                got = shared[key] = LoadedObject(*key, o.elf)
-            objs_.append(got)
-        objs = tuple(objs_)
+        share = self.files.shared_object
+        objs = tuple(
+            share((o.index, o.path, o.realpath, tuple(self.names[o.index]), o.loader, o.step), o.elf)
+            for o in self.objects
+        )
         referenced = any(
             r.target is not None and objs[r.target].step is Step.INTERPRETER for r in self.requests
         )
@@ -197,11 +192,8 @@ class LinkMap:
         name: str | None,
     ) -> int:
         idx = len(self.objects)
-        key = (idx, path, real, (), loader, step)  # the names come at the end (_result)
-        got = self.files.objects.get(key)
-        if got is None:
-            got = self.files.objects[key] = LoadedObject(*key, elf)
-        self.objects.append(got)
+        # The names come at the end (_result).
+        self.objects.append(self.files.shared_object((idx, path, real, (), loader, step), elf))
         self.names.append([])
         for alias in (name, path, elf.soname):
             if alias:
@@ -355,8 +347,6 @@ class LinkMap:
         path: str | None = None,
         expanded: str | None = None,
     ) -> None:
-        key = (requester, name, kind, outcome, step, target, tuple(tried), problem, path, expanded)
-        req = self.files.requests.get(key)
-        if req is None:
-            req = self.files.requests[key] = Request(*key)
-        self.requests.append(req)
+        self.requests.append(self.files.shared_request(
+            (requester, name, kind, outcome, step, target, tuple(tried), problem, path, expanded)
+        ))  # fmt: skip

@@ -172,21 +172,20 @@ def analyse(
     path_env: str = DEFAULT_PATH,
     hints: Sequence[Hint] = (),
     loaded: Mapping[str, LoadResult | DepminError] | None = None,
+    jobs: int | None = 1,
 ) -> Analysis:
     """Resolve every scanned object in its load context (see the module docstring).
 
     ``scan`` is of the resolver's root (its objects stand for the files at their paths).
     ``loaded``: objects already loaded by the same resolver (:func:`load_objects`),
-    while the scan went on.
+    while the scan went on; the others are loaded with ``jobs`` (see there).
     """
-    done = loaded or {}
-    resolver.files.know(scan.objects)
+    done = dict(loaded or {})
+    load_objects(resolver, [e for e in scan.objects if e.path not in done], done, jobs)
     loads: dict[str, LoadResult] = {}
     errors: list[str] = []
     for elf in scan.objects:
-        res = done.get(elf.path)
-        if res is None:
-            res = load_object(resolver, elf)
+        res = done[elf.path]
         if isinstance(res, DepminError):
             errors.append(str(res))
         else:
@@ -248,28 +247,28 @@ def load_objects(
     resolver.files.know(objects)
     n = jobs if jobs is not None else forked.cores()
     job: forked.Forked[PackedLoads] | None = None
+    mine, theirs = objects, objects[:0]
     got: dict[str, LoadResult] = {}
-    # The child's share is a little less than half: packing its loads and rebuilding
-    # them here cost about a sixth of computing them.
-    cut = len(objects) * 11 // 20 if n > 1 and len(objects) >= SPLIT_MIN else len(objects)
     try:
-        if cut < len(objects):
-            theirs = objects[cut:]
-            job = forked.Forked.fork(lambda: _packed_loads(resolver, theirs), "resolver")
-        if job is None:
-            cut = len(objects)  # no child: every load is done here
-        for elf in objects[:cut]:
+        if n > 1 and len(objects) >= SPLIT_MIN:
+            # The child's share is a little less than half: packing its loads and
+            # rebuilding them here cost about a sixth of computing them.
+            cut = len(objects) * 11 // 20
+            job = forked.Forked.fork(lambda: _packed_loads(resolver, objects[cut:]), "resolver")
+            if job is not None:
+                mine, theirs = objects[:cut], objects[cut:]
+        for elf in mine:
             into[elf.path] = load_object(resolver, elf)
         if job is not None:
             try:
                 got = unpack_loads(job.result(), resolver.files)
             except Exception:  # the child died or failed: only a shortcut is lost
-                got = {}
+                pass
     except BaseException:
         if job is not None:
             job.cancel()
         raise
-    for elf in objects[cut:]:
+    for elf in theirs:
         res = got.get(elf.path)
         into[elf.path] = res if res is not None else load_object(resolver, elf)
 

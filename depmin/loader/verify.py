@@ -126,6 +126,21 @@ class LoaderFiles:
             raise got
         return got
 
+    def shared_request(self, key: tuple[object, ...]) -> Request:
+        """The run's one :class:`Request` of these fields (see ``requests``)."""
+        got = self.requests.get(key)
+        if got is None:
+            got = self.requests[key] = Request(*key)  # type: ignore[arg-type]
+        return got
+
+    def shared_object(self, key: tuple[object, ...], elf: ElfFile) -> LoadedObject:
+        """The run's one :class:`LoadedObject` of these fields and ``elf``: the key leaves
+        the ELF out, since the object at a realpath is always the ELF read there."""
+        got = self.objects.get(key)
+        if got is None:
+            got = self.objects[key] = LoadedObject(*key, elf)  # type: ignore[arg-type, call-arg]
+        return got
+
     def known(self) -> dict[str, ElfFile]:
         """The objects read so far, by canonical path (a copy; failed reads left out)."""
         return {p: e for p, e in self._elves.items() if isinstance(e, ElfFile)}

@@ -18,7 +18,7 @@ from typing import Optional  # the alias is evaluated: Python 3.9 has no str | N
 from depmin.errors import ElfError
 from depmin.loader.arch import all_arches
 from depmin.loader.elf import ElfFile
-from depmin.loader.linkmap import LoadedObject, LoadResult, Request
+from depmin.loader.linkmap import LoadedObject, LoadResult
 from depmin.loader.verify import LoaderFiles
 
 _Object = tuple[object, ...]  # LoadedObject's fields but the ELF
@@ -73,30 +73,17 @@ def unpack_loads(packed: PackedLoads, files: LoaderFiles) -> dict[str, LoadResul
     arches = {a.name: a for a in all_arches()}
     if files.settings.arch is not None:
         arches[files.settings.arch.name] = files.settings.arch
-    shared_objects, shared_requests = files.objects, files.requests
     mine = files.known()
-    files.know(e for e in packed.elves if e.path not in mine)
     changed = {e.path for e in packed.elves if e.path in mine and mine[e.path] != e}
+    files.know(packed.elves)  # where this process has not read them
     objects: list[LoadedObject | None] = []
     for key in packed.objects:
-        if key[2] in changed:
-            objects.append(None)
-            continue
-        got = shared_objects.get(key)
-        if got is None:
-            try:
-                elf = files.read_elf(key[2])  # type: ignore[arg-type]
-            except ElfError:
-                objects.append(None)
-                continue
-            got = shared_objects[key] = LoadedObject(*key, elf)  # type: ignore[arg-type, call-arg]
-        objects.append(got)
-    requests: list[Request] = []
-    for key in packed.requests:
-        req = shared_requests.get(key)
-        if req is None:
-            req = shared_requests[key] = Request(*key)  # type: ignore[arg-type]
-        requests.append(req)
+        try:
+            elf = None if key[2] in changed else files.read_elf(key[2])  # type: ignore[arg-type]
+        except ElfError:
+            elf = None
+        objects.append(files.shared_object(key, elf) if elf is not None else None)
+    requests = [files.shared_request(key) for key in packed.requests]
     out: dict[str, LoadResult] = {}
     for path, (main, arch, static, notes, referenced, objs, reqs) in packed.loads:
         loaded = tuple(objects[i] for i in objs)
