@@ -38,7 +38,7 @@ from depmin.loader.scan import ScanJob, ScanResult, start_scan
 from depmin.loader.scan import scan as scan_tree_files
 from depmin.options import DEFAULT_TREE as DEFAULT_TREE
 from depmin.options import RunOptions as RunOptions
-from depmin.options import _inside
+from depmin.options import _inside, start_trees_scan
 from depmin.rootfs import Root
 
 # The package half is imported where a step needs it: a run whose trees need nothing
@@ -244,19 +244,18 @@ def analyse_trees(
 ) -> Scanned:
     """Scan and resolve the trees; UnresolvedError (with the details) unless allow_missing.
 
-    ``scan``: the trees' scan, already started from ``opts`` and ``root``
-    (:func:`~depmin.options.start_trees_scan`); it is cancelled if this fails first.
+    ``scan``: the trees' scan, already started from ``opts``
+    (:func:`~depmin.options.start_trees_scan`; its root is the run's); it is cancelled
+    if this fails first.
     """
-    r = root or Root(opts.root)
+    r = scan.root if scan is not None else root or Root(opts.root)
+    job = scan or start_trees_scan(opts, r, jobs)
     try:
         hints = load_hints(opts.hints) if opts.hints else ()
-        analysis = find_needs(
-            r, opts.tree_paths(r), opts.exclude, opts.settings(), opts.image_path or DEFAULT_PATH,
-            hints, meanwhile, jobs, scan,
-        )  # fmt: skip
+        analysis = find_needs(r, settings=opts.settings(), path_env=opts.image_path or DEFAULT_PATH,
+                              hints=hints, meanwhile=meanwhile, jobs=jobs, scan=job)  # fmt: skip
     except BaseException:
-        if scan is not None:
-            scan.cancel()
+        job.cancel()
         raise
     done = Scanned(r, analysis, _scan_warnings(analysis))
     if analysis.unresolved and not opts.allow_missing:
@@ -315,12 +314,11 @@ def plan_run(
     scanned: Scanned | None = None,
     state: PackageState | None = None,
     scan: ScanJob | None = None,
-    root: Root | None = None,
 ) -> PlanRun:
     """Every step up to the plan; the root's package state is read while the scan runs
-    (or given: ``scanned`` and ``state`` from an earlier step of the same run; ``scan``
-    and its ``root``: the trees' scan already started, see :func:`analyse_trees`)."""
-    root = scanned.root if scanned is not None else root or Root(opts.root)
+    (or given: ``scanned`` and ``state`` from an earlier step of the same run; ``scan``:
+    the trees' scan already started, see :func:`analyse_trees`)."""
+    root = scanned.root if scanned is not None else scan.root if scan is not None else Root(opts.root)
     with _state_on_demand(root, opts.overrides) as start:
         done = scanned or analyse_trees(opts, root, None if state else start, scan=scan)
         return _plan(opts, done, state or start())
@@ -369,14 +367,12 @@ class KeepList:
     warnings: tuple[str, ...]
 
 
-def keep_list(
-    opts: RunOptions, every_owner: bool = False, scan: ScanJob | None = None, root: Root | None = None
-) -> KeepList:
+def keep_list(opts: RunOptions, every_owner: bool = False, scan: ScanJob | None = None) -> KeepList:
     """The minimal list, or with ``every_owner`` every owner of a needed file (the pipeline's).
 
-    ``scan`` and its ``root``: the trees' scan already started, see :func:`analyse_trees`.
+    ``scan``: the trees' scan already started, see :func:`analyse_trees`.
     """
-    root = root or Root(opts.root)
+    root = scan.root if scan is not None else Root(opts.root)
     if every_owner:
         from depmin.debian.dpkg import load_dpkg_database
 

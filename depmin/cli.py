@@ -24,7 +24,6 @@ from depmin.errors import EXIT_INTERNAL, EXIT_UNRESOLVED, DepminError, Unresolve
 if TYPE_CHECKING:
     from depmin.api import Unresolved
     from depmin.options import RunOptions, ScanJob
-    from depmin.rootfs import Root
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,14 +110,19 @@ def _scan_errors(quiet: bool) -> Iterator[None]:
         raise
 
 
-def _start_scan(opts: RunOptions) -> tuple[Root, ScanJob]:
+@contextmanager
+def _early_scan(opts: RunOptions) -> Iterator[ScanJob]:
     """The trees' scan, started before depmin.api is imported: a worker process walks
-    the trees during the imports (~30 ms on every run).  The api cancels it on failure."""
+    the trees during the imports (~30 ms on every run).  Cancelled if the block fails
+    (a no-op once its result was taken)."""
     from depmin.options import start_trees_scan
-    from depmin.rootfs import Root
 
-    root = Root(opts.root)
-    return root, start_trees_scan(opts, root)
+    scan = start_trees_scan(opts)
+    try:
+        yield scan
+    except BaseException:
+        scan.cancel()
+        raise
 
 
 def _emit_list(names: Sequence[str], nul: bool) -> None:
@@ -299,16 +303,12 @@ def keep(opts: RunOptions, all_: bool, as_json: bool, nul: bool) -> None:
     required packages, or another kept package).  --all lists every owner.
     Exit status 1 if a needed library is missing (unless --allow-missing).
     """
-    root, scan = _start_scan(opts)
-    try:
+    with _early_scan(opts) as scan:
         from depmin import api
         from depmin.report.documents import keep_json
-    except BaseException:
-        scan.cancel()
-        raise
 
-    with _scan_errors(quiet=as_json):
-        result = api.keep_list(opts, every_owner=all_, scan=scan, root=root)
+        with _scan_errors(quiet=as_json):
+            result = api.keep_list(opts, every_owner=all_, scan=scan)
     if as_json:
         _show_unresolved(result.analysis.unresolved)
         emit_json(keep_json(result))
@@ -331,16 +331,12 @@ def plan(opts: RunOptions, as_json: bool) -> None:
     Nothing is changed.  The purge is apt's own autoremove rule applied to the
     root's dpkg database and apt configuration (with -o overrides).
     """
-    root, scan = _start_scan(opts)
-    try:
+    with _early_scan(opts) as scan:
         from depmin import api
         from depmin.report.documents import plan_json, plan_text
-    except BaseException:
-        scan.cancel()
-        raise
 
-    with _scan_errors(quiet=as_json):
-        run = api.plan_run(opts, scan=scan, root=root)
+        with _scan_errors(quiet=as_json):
+            run = api.plan_run(opts, scan=scan)
     if not as_json:
         _warn_all(run.scan_warnings)
     _show_unresolved(run.analysis.unresolved)

@@ -109,12 +109,14 @@ def _inside(root: Root, path: str, normalise: bool = True) -> str:
     return path if path.startswith("/") else "/" + path
 
 
-def start_trees_scan(opts: RunOptions, root: Root | None = None) -> ScanJob:
-    """Start the scan of the run's trees (see :class:`~depmin.loader.scan.ScanJob`).
+def start_trees_scan(opts: RunOptions, root: Root | None = None, jobs: int | None = None) -> ScanJob:
+    """Start the scan of the run's trees (see :class:`~depmin.loader.scan.ScanJob`), in
+    ``root`` (default: the options' own).
 
     Hand the job to :func:`depmin.api.keep_list` or :func:`depmin.api.plan_run`
-    (``scan=``), which cancel it if they fail before they need it.
+    (``scan=``), which read the same root and cancel the job if they fail before they
+    need it.
     """
     r = root or Root(opts.root)
-    return start_scan(r, opts.tree_paths(r), opts.exclude, None, keep_others=bool(opts.hints))
+    return start_scan(r, opts.tree_paths(r), opts.exclude, jobs, keep_others=bool(opts.hints))
 

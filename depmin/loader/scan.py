@@ -96,12 +96,14 @@ class ScanJob:
 
     def __init__(
         self,
+        root: Root,
         tops: list[str],
         skipped: list[Skipped],
         parts: list[_Part] | None,
         pending: Callable[[Callable[[list[ElfFile]], None] | None], list[_Part]] | None = None,
         cancel: Callable[[], None] = lambda: None,
     ) -> None:
+        self.root = root  # the root scanned: the one the rest of the run reads
         self._tops, self._skipped, self._parts, self._pending = tops, skipped, parts, pending
         self._cancel = cancel
 
@@ -186,7 +188,7 @@ def start_scan(
     if workers is None:
         while queue:
             queue.extend(walker.directory(*queue.pop(0), part))
-        return ScanJob(tops, [], [_sorted(part, keep_others)])
+        return ScanJob(root, tops, [], [_sorted(part, keep_others)])
 
     def finish(found: Callable[[list[ElfFile]], None] | None) -> list[_Part]:
         merged: _Part = part
@@ -195,7 +197,7 @@ def start_scan(
                 mine.extend(theirs)  # type: ignore[attr-defined]
         return [_sorted(merged, keep_others)]
 
-    return ScanJob(tops, [], None, finish, workers.cancel)
+    return ScanJob(root, tops, [], None, finish, workers.cancel)
 
 
 class _Workers:
@@ -430,15 +432,15 @@ def _read_problem(exc: OSError) -> str:
     return "no longer a regular file" if exc.errno == errno.ESPIPE else f"cannot read: {exc.strerror}"
 
 
-def _classify(rel: str, name: str, part: _Part, dir_fd: int | None = None) -> None:
-    """Open one file the walk saw as regular (O_NOFOLLOW/O_NONBLOCK guard a swap).
+def _classify(rel: str, host: str, part: _Part) -> None:
+    """Open one file seen as regular (a tree given as a file; O_NOFOLLOW/O_NONBLOCK
+    guard a swap), as the walk's own loop does for the files of a directory.
 
-    Three system calls for most files (open relative to its directory, pread,
-    close); a FIFO swapped in fails the pread, and read_elf_fd and the #! branch
-    check the type themselves.
+    A FIFO swapped in fails the pread, and read_elf_fd and the #! branch check the
+    type themselves.
     """
     try:
-        fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
+        fd = os.open(host, _OPEN_FLAGS)
     except OSError as exc:
         part[2].append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
         return
