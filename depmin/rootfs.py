@@ -19,6 +19,10 @@ from depmin.errors import RootError
 #: Linux's MAXSYMLINKS: more hops than this is ELOOP for the kernel too.
 MAX_LINK_HOPS = 40
 
+#: How a file of a root is opened for reading: never through a link swapped in as its
+#: last component, never blocking on a FIFO swapped in (the read then fails).
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
 _MISSING = (FileNotFoundError, NotADirectoryError, PermissionError)
 
 
@@ -146,7 +150,7 @@ class Root:
                 if stat.S_ISDIR(st.st_mode)
                 else OSError(errno.EINVAL, "not a regular file", hp)
             )
-        fd = os.open(hp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(hp, READ_FLAGS)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", hp)

@@ -46,6 +46,7 @@ keep their conffiles, as dpkg does.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -57,7 +58,7 @@ from typing import NamedTuple
 
 from depmin.debian.deb822 import Relation, Stanza, iter_stanzas, parse_relations
 from depmin.errors import DpkgError
-from depmin.rootfs import Root
+from depmin.rootfs import READ_FLAGS, Root
 
 Relations = tuple[tuple[Relation, ...], ...]
 
@@ -352,10 +353,9 @@ class DpkgDatabase:
                 path = self.list_file(pkg)
                 data = _read_in(dfd, path.rpartition("/")[2]) if dfd >= 0 else None
                 if data is None:
-                    text = _read_optional(self.root, path, warnings)
-                    if text is None:
+                    data = _read_optional_bytes(self.root, path, warnings)
+                    if data is None:
                         continue
-                    data = text.encode("utf-8", "surrogateescape")
                 yield pkg, data
         finally:
             if dfd >= 0:
@@ -415,24 +415,19 @@ def _list_path(admindir: str, pkg: Package, multiarch_info: bool) -> str:
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def _read_in(dfd: int, name: str) -> bytes | None:
     """A regular file's bytes by name in an open directory; None for anything else
     (absent, a link, unreadable: the caller's slower path says which)."""
     try:
-        fd = os.open(name, _FILE_FLAGS, dir_fd=dfd)
+        fd = os.open(name, READ_FLAGS, dir_fd=dfd)
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        chunks = [os.read(fd, st.st_size + 1)]
-        while chunks[-1]:  # to the end, even if it grew since the fstat
-            chunks.append(os.read(fd, 1 << 20))
-        return b"".join(chunks)
+        return io.FileIO(fd, closefd=False).readall()  # sized by fstat, read to the end
     except OSError:
         return None
     finally:
@@ -441,6 +436,12 @@ def _read_in(dfd: int, name: str) -> bytes | None:
 
 def _read_optional(root: Root, path: str, warnings: list[str]) -> str | None:
     """Text of a root-relative file; None (and a warning unless absent) on failure."""
+    data = _read_optional_bytes(root, path, warnings)
+    return None if data is None else data.decode("utf-8", "surrogateescape")
+
+
+def _read_optional_bytes(root: Root, path: str, warnings: list[str]) -> bytes | None:
+    """:func:`_read_optional`'s bytes."""
     resolved = root.resolve(path)
     if resolved is None:
         return None
@@ -455,7 +456,7 @@ def _read_optional(root: Root, path: str, warnings: list[str]) -> str | None:
     except OSError as exc:
         warnings.append(f"{root.host(resolved)}: cannot read: {exc.strerror or exc}")
         return None
-    return data.decode("utf-8", "surrogateescape")
+    return data
 
 
 def _usr_aliases(root: Root) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from depmin import forked
 from depmin.errors import ElfError, RootError, ScanError
 from depmin.loader.elf import ET_DYN, ET_EXEC, ElfFile, read_elf_fd
-from depmin.rootfs import Root
+from depmin.rootfs import READ_FLAGS, Root
 
 _HEAD = 256
 
@@ -390,7 +390,7 @@ class _Walker:
                         if exclude and not self.wanted(base + name, skipped):
                             continue
                         try:
-                            fd = os.open(name, _OPEN_FLAGS, dir_fd=dfd)
+                            fd = os.open(name, READ_FLAGS, dir_fd=dfd)
                         except OSError as exc:
                             skipped.append(Skipped(base + name, f"cannot open: {exc.strerror or exc}", True))
                             continue
@@ -420,9 +420,6 @@ class _Walker:
         return subdirs
 
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
 #: The first bytes of the files that are looked into: ELF objects and ``#!`` scripts.
 _WANTED_HEADS = (b"\x7fELF", b"#!")
 
@@ -440,7 +437,7 @@ def _classify(rel: str, host: str, part: _Part) -> None:
     type themselves.
     """
     try:
-        fd = os.open(host, _OPEN_FLAGS)
+        fd = os.open(host, READ_FLAGS)
     except OSError as exc:
         part[2].append(Skipped(rel, f"cannot open: {exc.strerror or exc}", True))
         return
